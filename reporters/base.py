@@ -1,0 +1,47 @@
+"""The reporter interface and the registry of reporters by name.
+
+A reporter turns a finished :class:`~runner.result.RunResult` into bytes. It
+never opens files, reads the clock or touches the network: the CLI decides
+where the bytes go (a file written atomically, or stdout), so every reporter
+can also re-render a saved result later. Third-party reporters register in the
+``runner.reporters`` entry-point group and are used like built-in ones:
+``--out NAME=PATH``.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from runner.result import RunResult
+
+ENTRY_POINT_GROUP = "runner.reporters"
+
+
+class Reporter(Protocol):
+    """Renders a result; ``name`` is what ``--out NAME=PATH`` and ``outputs:`` use."""
+
+    name: ClassVar[str]
+
+    def render(self, result: "RunResult") -> bytes:
+        ...
+
+
+def _builtin() -> dict[str, type]:
+    from .console import ConsoleReporter
+    from .json import JsonReporter
+
+    return {cls.name: cls for cls in (ConsoleReporter, JsonReporter)}
+
+
+def available_reporters() -> dict[str, type]:
+    """Built-in reporters plus those installed under the entry-point group."""
+    found = dict(_builtin())
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name not in found:
+            try:
+                found[entry.name] = entry.load()
+            except Exception:  # a broken plugin must not break runs that do not use it
+                continue
+    return found

@@ -1,0 +1,183 @@
+"""The ``runner`` command: flags, files, signals and exit codes, and nothing else.
+
+Every load-test decision lives in the library modules; this shell parses the
+command line, layers overrides onto the scenario (file < ``--set`` <
+``--target``), checks output paths before the run, and maps outcomes to the
+documented exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .errors import RunnerError, UsageError
+
+EXIT_OK = 0
+EXIT_THRESHOLDS_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TARGET_UNREACHABLE = 3
+EXIT_ENVIRONMENT = 4
+EXIT_INTERNAL = 70
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+EXIT_CODES_HELP = """exit codes:
+  0    the run completed (and every threshold passed)
+  1    a threshold or check failed
+  2    usage or scenario error (bad flag, invalid YAML, unwritable output path)
+  3    the target could not be reached at all (no request got a response)
+  4    this machine cannot run the scenario as asked (e.g. open-file limit too low)
+  70   internal error in runner (a bug: please report it)
+  130  interrupted by SIGINT (Ctrl-C); reports are still written
+  143  interrupted by SIGTERM; reports are still written
+"""
+
+#: Error classes that mean "never reached the server" when no response came back at all.
+_UNREACHABLE = {"connect_refused", "connect_timeout", "dns", "tls"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep its wording short
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="runner",
+        description="Declarative HTTP load tests: a YAML scenario in, truthful numbers and CI artifacts out.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"runner {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run a scenario", epilog=EXIT_CODES_HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("scenario", help="scenario YAML file")
+    run.add_argument("--target", help="base URL that replaces the scenario's target (or 'builtin')")
+    run.add_argument("--out", action="append", default=[], metavar="NAME=PATH",
+                     help="add a reporter writing to PATH (repeatable); NAME alone writes to stdout")
+    run.add_argument("--set", action="append", default=[], metavar="dotted.key=value", dest="overrides",
+                     help="override a scenario field, e.g. --set stages.0.requests=5000 (repeatable)")
+    run.add_argument("--quiet", action="store_true", help="no progress line and no console summary")
+
+    validate = commands.add_parser("validate", help="check scenario files without running them")
+    validate.add_argument("scenarios", nargs="+")
+    validate.add_argument("--set", action="append", default=[], metavar="dotted.key=value", dest="overrides")
+
+    schema = commands.add_parser("schema", help="write the JSON Schema files of scenarios and results")
+    schema.add_argument("--dir", default="schemas", help="output directory (default: schemas)")
+
+    serve = commands.add_parser("serve", help="run the built-in target server in the foreground")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--body-size", type=int, default=1024)
+    serve.add_argument("--delay-min", type=float, default=0.0, help="seconds")
+    serve.add_argument("--delay-max", type=float, default=0.0, help="seconds")
+    serve.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {"run": _cmd_run, "validate": _cmd_validate, "schema": _cmd_schema, "serve": _cmd_serve}
+        return handler[args.command](args)
+    except RunnerError as exc:
+        print(f"runner: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("runner: interrupted", file=sys.stderr)
+        return EXIT_SIGINT
+    except Exception:
+        traceback.print_exc()
+        print("runner: internal error (this is a bug in runner; please report it with the trace above)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from reporters.base import available_reporters
+
+    from .compile import compile_scenario
+    from .launch import execute
+    from .loader import load_scenario
+    from .output import Output, check_writable, combine, parse_out, write_atomic
+    from .progress import ProgressLine
+
+    reporters = available_reporters()
+    known = set(reporters)
+    scenario = load_scenario(args.scenario, overrides=args.overrides, target=args.target, known_reporters=known)
+    plan = compile_scenario(scenario, args.scenario)
+    outputs = combine([Output(n, p) for n, p in plan.outputs], [parse_out(item, known) for item in args.out])
+    if not args.quiet and not any(o.reporter == "console" and o.path == "-" for o in outputs):
+        outputs.insert(0, Output("console", "-"))
+    for output in outputs:
+        check_writable(output)
+
+    progress = None if args.quiet else ProgressLine()
+    result = execute(plan, on_progress=progress)
+    if progress is not None:
+        progress.finish()
+    for output in outputs:
+        write_atomic(output.path, reporters[output.reporter]().render(result))
+        if output.path != "-" and not args.quiet:
+            print(f"wrote {output.reporter} report to {output.path}", file=sys.stderr)
+    return exit_code_for(result)
+
+
+def exit_code_for(result) -> int:
+    if result.interrupted:
+        return EXIT_SIGTERM if result.interrupt_signal == "SIGTERM" else EXIT_SIGINT
+    totals = result.totals
+    if totals.requests and not totals.status_codes and set(totals.errors) <= _UNREACHABLE:
+        return EXIT_TARGET_UNREACHABLE
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from reporters.base import available_reporters
+
+    from .errors import ScenarioError
+    from .loader import load_scenario
+
+    known = set(available_reporters())
+    failed = 0
+    for path in args.scenarios:
+        try:
+            load_scenario(path, overrides=args.overrides, known_reporters=known)
+        except ScenarioError as exc:
+            failed += 1
+            print(exc, file=sys.stderr)
+        else:
+            print(f"{path}: ok")
+    return EXIT_USAGE if failed else EXIT_OK
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from schemas.export import write_schemas
+
+    for path in write_schemas(Path(args.dir)):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .target.server import TargetConfig, run_server
+
+    if args.delay_max < args.delay_min:
+        raise UsageError("--delay-max must be >= --delay-min")
+    config = TargetConfig(body_size=args.body_size, delay_min_s=args.delay_min,
+                          delay_max_s=args.delay_max, seed=args.seed)
+    print(f"built-in target on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
+    run_server(args.host, args.port, config, announce=False)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

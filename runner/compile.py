@@ -1,0 +1,102 @@
+"""Validated :class:`Scenario` -> immutable :class:`Plan`.
+
+Templates are split here, once: a path like ``/page/{seq}`` becomes a closure
+that joins three pieces, so rendering a URL per request is a string concat,
+not a parse. Scenario variables (``vars``) are substituted at this point too.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from schemas.scenario import Scenario
+
+from .plan import BuiltinTargetPlan, PathRenderer, Plan, RequestPlan, StagePlan
+
+_FIELD = re.compile(r"\{([^{}]*)\}")
+
+
+def compile_path(template: str, variables: dict[str, object]) -> tuple[PathRenderer, bool]:
+    """Return a renderer ``(seq, worker) -> path`` and whether the path is constant.
+
+    The loader has already checked that every field is ``seq``, ``worker`` or
+    a key of ``variables``.
+    """
+    pieces: list[str | int] = []  # literal strings; 0 = seq, 1 = worker
+    position = 0
+    for match in _FIELD.finditer(template):
+        pieces.append(template[position:match.start()])
+        name = match.group(1)
+        if name == "seq":
+            pieces.append(0)
+        elif name == "worker":
+            pieces.append(1)
+        else:
+            pieces.append(str(variables[name]))
+        position = match.end()
+    pieces.append(template[position:])
+    merged: list[str | int] = []
+    for piece in pieces:
+        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += piece
+        elif piece != "":
+            merged.append(piece)
+    dynamic = [p for p in merged if isinstance(p, int)]
+    if not dynamic:
+        constant = "".join(str(p) for p in merged)
+        return (lambda seq, worker: constant), True
+    if len(merged) <= 3 and len(dynamic) == 1:
+        before = merged[0] if isinstance(merged[0], str) else ""
+        after = merged[-1] if isinstance(merged[-1], str) else ""
+        if dynamic[0] == 0:
+            return (lambda seq, worker: f"{before}{seq}{after}"), False
+        return (lambda seq, worker: f"{before}{worker}{after}"), False
+    frozen = tuple(merged)
+
+    def render(seq: int, worker: int) -> str:
+        values = (seq, worker)
+        return "".join(p if isinstance(p, str) else str(values[p]) for p in frozen)
+
+    return render, False
+
+
+def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>") -> Plan:
+    """Make every per-run decision now, so the request loop only executes."""
+    default_headers = dict(scenario.defaults.headers)
+    flow = []
+    for index, request in enumerate(scenario.flow):
+        headers = {**default_headers, **request.headers}
+        render, static = compile_path(request.path, scenario.vars)
+        flow.append(RequestPlan(
+            index=index,
+            name=request.display_name(),
+            method=request.method,
+            path_template=request.path,
+            render_path=render,
+            headers=tuple(headers.items()),
+            body=request.body.encode() if request.body is not None else None,
+            timeout_s=request.timeout or scenario.defaults.timeout,
+            is_static=static,
+        ))
+    stages = tuple(
+        StagePlan(
+            index=i,
+            name=stage.name or f"stage-{i + 1}",
+            concurrency=stage.concurrency,
+            requests=stage.requests,
+            duration_s=stage.duration,
+        )
+        for i, stage in enumerate(scenario.stages)
+    )
+    builtin = scenario.builtin
+    return Plan(
+        scenario_name=scenario.name,
+        source=str(source),
+        target_url=None if scenario.target == "builtin" else scenario.target,
+        builtin=BuiltinTargetPlan(builtin.body_size, builtin.delay.min, builtin.delay.max, builtin.seed),
+        engine=scenario.engine,
+        flow=tuple(flow),
+        stages=stages,
+        outputs=tuple(scenario.outputs.items()),
+    )

@@ -1,0 +1,339 @@
+"""Scenario file -> validated :class:`schemas.scenario.Scenario`.
+
+YAML is composed into nodes (safe tags only) so that every value keeps its
+line and column; command-line overrides are applied to the plain data; then
+Pydantic validates everything at once. Every problem found, whether YAML,
+Pydantic or a cross-field rule, is reported together as a :class:`ScenarioError`
+naming ``file:line:col`` and the field path, so a user fixes a file in one
+round instead of one error at a time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from schemas.scenario import RUNTIME_VARIABLES, Scenario
+
+from .errors import Problem, ScenarioError
+
+FieldPath = tuple[Any, ...]
+
+
+@dataclass
+class _Marked:
+    """Plain data from YAML plus where each value came from."""
+
+    data: Any
+    marks: dict[FieldPath, tuple[int, int]] = field(default_factory=dict)
+    origins: dict[FieldPath, str] = field(default_factory=dict)  # overridden paths -> "--set ..."
+
+
+def format_path(path: Iterable[Any]) -> str:
+    """``("stages", 1, "concurrency")`` -> ``stages[1].concurrency``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _compose(text: str, source: str) -> _Marked:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = (exc.problem or str(exc)).strip()
+        if "\t" in text and "tab" in problem.lower() or "found character '\\t'" in problem:
+            problem += " (YAML indentation must use spaces, not tabs)"
+        raise ScenarioError([Problem(source, mark.line + 1 if mark else None,
+                                     mark.column + 1 if mark else None, "", f"YAML syntax error: {problem}")])
+    except yaml.YAMLError as exc:
+        raise ScenarioError([Problem(source, None, None, "", f"YAML error: {exc}")])
+    finally:
+        loader.dispose()
+    if node is None:
+        raise ScenarioError([Problem(source, 1, 1, "", "the file is empty; a scenario starts with 'version: 1'")])
+    marked = _Marked(None)
+    problems: list[Problem] = []
+    marked.data = _build(node, (), loader, marked.marks, problems, source)
+    if problems:
+        raise ScenarioError(problems)
+    return marked
+
+
+def _build(node: yaml.Node, path: FieldPath, loader: yaml.SafeLoader,
+           marks: dict, problems: list[Problem], source: str) -> Any:
+    marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # YAML merge keys (<<)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                problems.append(Problem(source, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
+                                        format_path(path), "mapping keys must be plain scalars"))
+                continue
+            if key in result:
+                problems.append(Problem(source, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
+                                        format_path(path + (key,)), "duplicate key (it appears twice in this mapping)"))
+                continue
+            result[key] = _build(value_node, path + (key,), loader, marks, problems, source)
+            marks[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, path + (i,), loader, marks, problems, source) for i, item in enumerate(node.value)]
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:
+        problems.append(Problem(source, node.start_mark.line + 1, node.start_mark.column + 1,
+                                format_path(path), f"cannot read value: {exc}"))
+        return None
+
+
+def _parse_set_path(dotted: str) -> FieldPath:
+    return tuple(int(part) if part.isdigit() else part for part in dotted.split("."))
+
+
+def apply_override(marked: _Marked, dotted: str, value: Any, origin: str) -> None:
+    """Set ``dotted`` (e.g. ``stages.1.requests``) in the data; lists are indexed by number."""
+    path = _parse_set_path(dotted)
+    if not dotted or any(part == "" for part in path):
+        raise ScenarioError([Problem(origin, None, None, "", f"empty key in {dotted!r}")])
+    node = marked.data
+    for depth, part in enumerate(path[:-1]):
+        child = _child(node, part)
+        if child is None:
+            if isinstance(node, dict):
+                node[part] = child = {}
+            else:
+                raise ScenarioError([Problem(origin, None, None, format_path(path[: depth + 1]),
+                                             _no_such_item(node, part))])
+        node = child
+    last = path[-1]
+    if isinstance(node, list):
+        if not isinstance(last, int) or last >= len(node):
+            raise ScenarioError([Problem(origin, None, None, format_path(path), _no_such_item(node, last))])
+        node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ScenarioError([Problem(origin, None, None, format_path(path[:-1]), "is not a mapping or a list")])
+    for known in [p for p in marked.origins if p[: len(path)] == path]:
+        del marked.origins[known]
+    marked.origins[path] = origin
+
+
+def _child(node: Any, part: Any) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and part < len(node):
+        return node[part]
+    return None
+
+
+def _no_such_item(node: Any, part: Any) -> str:
+    if isinstance(node, list):
+        return f"no item {part} (the list has {len(node)} item(s), numbered from 0)"
+    return "is not a mapping or a list"
+
+
+def _locate(marked: _Marked, path: FieldPath, source: str) -> tuple[str, int | None, int | None]:
+    """Find the source of a field: the --set that wrote it, or its closest marked line."""
+    for length in range(len(path), -1, -1):
+        prefix = path[:length]
+        if prefix in marked.origins:
+            return marked.origins[prefix], None, None
+        if prefix in marked.marks:
+            line, column = marked.marks[prefix]
+            return source, line, column
+    return source, None, None
+
+
+def _data_path(data: Any, loc: tuple) -> tuple[FieldPath, Any]:
+    """Keep only the parts of a Pydantic error location that exist in the data.
+
+    Pydantic inserts union member tags into locations; those are not fields.
+    Returns the path and the first part that was missing (for 'missing' errors).
+    """
+    path: list[Any] = []
+    node = data
+    missing = None
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            path.append(part)
+        elif isinstance(part, str) and missing is None and isinstance(node, dict):
+            missing = part
+    return tuple(path), missing
+
+
+def _model_fields_at(path: FieldPath) -> list[str]:
+    """Field names of the model reached by following ``path`` from Scenario."""
+    annotation: Any = Scenario
+    for part in path:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            info = annotation.model_fields.get(part)
+            if info is None:
+                return []
+            annotation = info.annotation
+        else:
+            args = typing.get_args(annotation)
+            annotation = args[-1] if args else None
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Optional/Annotated wrappers; lists and dicts stay for the caller."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            models = [a for a in members if isinstance(a, type) and issubclass(a, BaseModel)]
+            annotation = models[0] if models else members[0]
+            if annotation is members[0] and not models:
+                return annotation
+        else:
+            return annotation
+
+
+def _message(error: dict, path: FieldPath, missing: str | None) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        unknown = path[-1] if path else "?"
+        allowed = _model_fields_at(path[:-1])
+        close = difflib.get_close_matches(str(unknown), allowed, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        return f"unknown field '{unknown}'{hint}"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "greater_than":
+        return f"must be > {ctx.get('gt')} (got {error.get('input')!r})"
+    if kind == "greater_than_equal":
+        return f"must be >= {ctx.get('ge')} (got {error.get('input')!r})"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected')} (got {error.get('input')!r})"
+    if kind == "too_short":
+        return "must not be empty"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    elif kind in ("int_type", "int_parsing", "int_from_float", "float_type", "float_parsing",
+                  "string_type", "bool_type", "dict_type", "list_type", "model_type", "model_attributes_type"):
+        message = f"{message[0].lower()}{message[1:]} (got {error.get('input')!r})"
+    return message
+
+
+def _semantic_problems(data: Any, marked: _Marked, source: str, known_reporters: Iterable[str] | None) -> list[Problem]:
+    """Rules across fields that Pydantic cannot see alone, checked on the raw data."""
+    problems: list[Problem] = []
+    if not isinstance(data, dict):
+        return problems
+    variables = set(RUNTIME_VARIABLES)
+    if isinstance(data.get("vars"), dict):
+        variables |= {str(k) for k in data["vars"]}
+    flow = data.get("flow")
+    if isinstance(flow, list):
+        for index, request in enumerate(flow):
+            path_value = request.get("path") if isinstance(request, dict) else None
+            if not isinstance(path_value, str):
+                continue
+            for name in _template_fields(path_value):
+                if name not in variables:
+                    where = _locate(marked, ("flow", index, "path"), source)
+                    close = difflib.get_close_matches(name, sorted(variables), n=1)
+                    hint = f" (did you mean '{{{close[0]}}}'?)" if close else ""
+                    problems.append(Problem(*where, f"flow[{index}].path",
+                                            f"template field '{{{name}}}' is not defined; use {{seq}}, {{worker}} "
+                                            f"or a key of 'vars'{hint}"))
+    outputs = data.get("outputs")
+    if known_reporters is not None and isinstance(outputs, dict):
+        known = sorted(known_reporters)
+        for name in outputs:
+            if name not in known:
+                where = _locate(marked, ("outputs", name), source)
+                close = difflib.get_close_matches(str(name), known, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                problems.append(Problem(*where, f"outputs.{name}",
+                                        f"unknown reporter '{name}'{hint}; available: {', '.join(known)}"))
+    return problems
+
+
+def _template_fields(template: str) -> list[str]:
+    import re
+    return re.findall(r"\{([^{}]*)\}", template)
+
+
+def load_scenario(path: str | Path, *, overrides: Iterable[str] = (), target: str | None = None,
+                  known_reporters: Iterable[str] | None = None) -> Scenario:
+    """Read, override and validate a scenario; raise :class:`ScenarioError` listing every problem.
+
+    Args:
+        overrides: ``dotted.key=value`` strings; values are read as YAML scalars
+            (``--set stages.0.requests=5000`` sets an int).
+        target: replaces the scenario's ``target`` (``--target``).
+        known_reporters: names accepted in ``outputs``; None skips that check.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError([Problem(source, None, None, "", "file not found")])
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError([Problem(source, None, None, "", f"cannot read file: {exc}")])
+    marked = _compose(text, source)
+    if not isinstance(marked.data, dict):
+        raise ScenarioError([Problem(source, 1, 1, "", "a scenario must be a YAML mapping starting with 'version: 1'")])
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ScenarioError([Problem("--set", None, None, "", f"expected dotted.key=value, got {item!r}")])
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        apply_override(marked, key.strip(), value, f"--set {key.strip()}={raw}")
+    if target is not None:
+        apply_override(marked, "target", target, f"--target {target}")
+    return validate_data(marked, source, known_reporters)
+
+
+def validate_data(marked: _Marked, source: str, known_reporters: Iterable[str] | None) -> Scenario:
+    data = marked.data
+    problems = _semantic_problems(data, marked, source, known_reporters)
+    scenario = None
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            path, missing = _data_path(data, tuple(error["loc"]))
+            origin, line, column = _locate(marked, path, source)
+            shown = path + ((missing,) if error["type"] == "missing" and missing else ())
+            if error["type"] == "missing" and "version" in shown and len(shown) == 1:
+                message = "required field is missing; a scenario starts with 'version: 1'"
+            else:
+                message = _message(error, path, missing)
+            problems.append(Problem(origin, line, column, format_path(shown), message))
+    if problems:
+        raise ScenarioError(problems)
+    assert scenario is not None
+    return scenario

@@ -1,0 +1,74 @@
+"""Per-request accounting that only adds, and merges exactly.
+
+One :class:`RequestStats` exists per (stage, flow request); the executor's
+workers call :meth:`RequestStats.ok_response` / :meth:`RequestStats.failure`
+once per request and nothing else. Stage, request-name and run totals are
+built afterwards by :meth:`RequestStats.merge`, so every total is the exact
+sum of its parts: ``requests == ok + failed`` holds at every level.
+"""
+
+from __future__ import annotations
+
+from .histogram import Histogram
+
+
+def is_ok_status(status: int) -> bool:
+    """A response counts as ok when its status is below 400 (redirects are ok, not followed)."""
+    return status < 400
+
+
+class RequestStats:
+    """Counters and latency histogram of one request name in one stage."""
+
+    __slots__ = ("ok", "failed", "bytes", "status_codes", "errors", "latency")
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.failed = 0
+        self.bytes = 0
+        self.status_codes: dict[int, int] = {}
+        self.errors: dict[str, int] = {}
+        self.latency = Histogram()
+
+    @property
+    def requests(self) -> int:
+        return self.ok + self.failed
+
+    def response(self, status: int, body_bytes: int, latency_us: int) -> None:
+        """Record a request that got an HTTP response (any status)."""
+        codes = self.status_codes
+        codes[status] = codes.get(status, 0) + 1
+        if status < 400:
+            self.ok += 1
+        else:
+            self.failed += 1
+        self.bytes += body_bytes
+        self.latency.record(latency_us)
+
+    def failure(self, error_class: str, latency_us: int) -> None:
+        """Record a request that got no HTTP response; ``error_class`` names why."""
+        self.failed += 1
+        self.errors[error_class] = self.errors.get(error_class, 0) + 1
+        self.latency.record(latency_us)
+
+    def merge(self, other: "RequestStats") -> "RequestStats":
+        """Add ``other`` into this one and return self."""
+        self.ok += other.ok
+        self.failed += other.failed
+        self.bytes += other.bytes
+        for code, count in other.status_codes.items():
+            self.status_codes[code] = self.status_codes.get(code, 0) + count
+        for name, count in other.errors.items():
+            self.errors[name] = self.errors.get(name, 0) + count
+        self.latency.merge(other.latency)
+        return self
+
+    @classmethod
+    def merged(cls, parts: "list[RequestStats]") -> "RequestStats":
+        total = cls()
+        for part in parts:
+            total.merge(part)
+        return total
+
+    def __repr__(self) -> str:
+        return f"<RequestStats requests={self.requests} ok={self.ok} failed={self.failed}>"
