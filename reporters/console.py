@@ -52,5 +52,9 @@ class ConsoleReporter:
             f"  status codes: {_mix(result.totals.status_codes) or 'none'}",
             f"  errors: {_mix(result.totals.errors) or 'none'}",
         ]
+        health = result.generator
+        if health:
+            lines.append(f"  generator: peak RSS {health['peak_rss_mb']:.0f} MB, CPU {health['cpu_s']:.1f} s, "
+                         f"{health['event_loop']}")
         lines += [f"  note: {note}" for note in result.notes]
         return ("\n".join(lines) + "\n").encode()

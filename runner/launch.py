@@ -61,7 +61,7 @@ def execute(plan: Plan, *, on_progress: ProgressCallback | None = None,
 
 async def _run(plan: Plan, base_url: str, control: RunControl,
                on_progress: ProgressCallback | None) -> RunResult:
-    engine_class, reason = select_engine(plan)
+    engine_class, reason = select_engine(plan, base_url)
     engine = engine_class(plan, base_url)
     started_wall, started = time.time(), time.perf_counter()
     executor = Executor(plan, engine, control, on_progress)
@@ -71,7 +71,27 @@ async def _run(plan: Plan, base_url: str, control: RunControl,
         finally:
             await engine.aclose()
     duration = time.perf_counter() - started
-    return build_result(plan, base_url, engine.name, reason, outcomes, started_wall, duration, control)
+    result = build_result(plan, base_url, engine.name, reason, outcomes, started_wall, duration, control)
+    result.generator.update(generator_health(asyncio.get_running_loop()))
+    return result
+
+
+def generator_health(loop: asyncio.AbstractEventLoop) -> dict:
+    """Peak memory and CPU of this process: is the generator, not the server, the limit?"""
+    try:
+        import resource
+    except ImportError:
+        return {"peak_rss_mb": 0.0, "cpu_s": 0.0, "event_loop": _loop_kind(loop)}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1),  # Linux reports KiB
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        "event_loop": _loop_kind(loop),
+    }
+
+
+def _loop_kind(loop: asyncio.AbstractEventLoop) -> str:
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
 @contextlib.contextmanager

@@ -53,8 +53,11 @@ def _compose(text: str, source: str) -> _Marked:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = (exc.problem or str(exc)).strip()
-        if "\t" in text and "tab" in problem.lower() or "found character '\\t'" in problem:
+        if "'\\t'" in problem:
             problem += " (YAML indentation must use spaces, not tabs)"
+        if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
+            problem += (f" ({exc.context} that starts at line {exc.context_mark.line + 1},"
+                        f" column {exc.context_mark.column + 1})")
         raise ScenarioError([Problem(source, mark.line + 1 if mark else None,
                                      mark.column + 1 if mark else None, "", f"YAML syntax error: {problem}")])
     except yaml.YAMLError as exc:
@@ -71,9 +74,16 @@ def _compose(text: str, source: str) -> _Marked:
     return marked
 
 
+_PLAIN_COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+
+
 def _build(node: yaml.Node, path: FieldPath, loader: yaml.SafeLoader,
            marks: dict, problems: list[Problem], source: str) -> Any:
     marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_COLLECTION_TAGS:
+        problems.append(Problem(source, node.start_mark.line + 1, node.start_mark.column + 1, format_path(path),
+                                f"unsupported YAML tag {node.tag!r}: scenarios are plain data"))
+        return None
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # YAML merge keys (<<)
         result: dict[Any, Any] = {}
@@ -95,8 +105,9 @@ def _build(node: yaml.Node, path: FieldPath, loader: yaml.SafeLoader,
     try:
         return loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
+        reason = getattr(exc, "problem", None) or str(exc)
         problems.append(Problem(source, node.start_mark.line + 1, node.start_mark.column + 1,
-                                format_path(path), f"cannot read value: {exc}"))
+                                format_path(path), f"unsupported value: {reason.strip()} (scenarios are plain data)"))
         return None
 
 
@@ -302,7 +313,9 @@ def load_scenario(path: str | Path, *, overrides: Iterable[str] = (), target: st
         raise ScenarioError([Problem(source, None, None, "", f"cannot read file: {exc}")])
     marked = _compose(text, source)
     if not isinstance(marked.data, dict):
-        raise ScenarioError([Problem(source, 1, 1, "", "a scenario must be a YAML mapping starting with 'version: 1'")])
+        line, column = marked.marks.get((), (1, 1))
+        raise ScenarioError([Problem(source, line, column, "",
+                                     "a scenario must be a YAML mapping starting with 'version: 1'")])
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():

@@ -108,6 +108,7 @@ class RunResult:
     interrupted: bool = False
     interrupt_signal: str | None = None
     notes: list[str] = field(default_factory=list)
+    generator: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +123,7 @@ class RunResult:
             "interrupt_signal": self.interrupt_signal,
             "histogram_relative_error": RELATIVE_ERROR,
             "notes": list(self.notes),
+            "generator": dict(self.generator),
             "totals": summary_block(self.totals, self.duration_s),
             "stages": [stage.to_dict() for stage in self.stages],
             "by_request": [{"name": name, **summary_block(s, self.duration_s)} for name, s in self.by_request],

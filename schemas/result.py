@@ -80,6 +80,14 @@ class EngineRef(_Strict):
     reason: str
 
 
+class Generator(_Strict):
+    """The load generator's own health, so a reader can tell server limits from client limits."""
+
+    peak_rss_mb: float = Field(description="Peak resident memory of the runner process.")
+    cpu_s: float = Field(description="CPU seconds (user + system) the runner process used.")
+    event_loop: str = Field(description="'uvloop' or 'asyncio'.")
+
+
 class RunResultModel(_Strict):
     """A complete run result, as written by the JSON reporter."""
 
@@ -99,6 +107,7 @@ class RunResultModel(_Strict):
     interrupt_signal: str | None
     histogram_relative_error: float
     notes: list[str]
+    generator: Generator
     totals: Summary
     stages: list[StageSummary]
     by_request: list[NamedSummary]

@@ -126,7 +126,9 @@ class Scenario(_Model):
         description="'builtin' to start the built-in target server, or a base URL such as http://127.0.0.1:8080.",
     )
     builtin: BuiltinTarget = Field(default_factory=BuiltinTarget)
-    engine: Literal["auto", "aiohttp"] = "auto"
+    engine: Literal["auto", "fast", "aiohttp"] = Field(
+        "auto", description="HTTP engine: auto picks fast when the scenario only uses what it supports.",
+    )
     defaults: Defaults = Field(default_factory=Defaults)
     vars: dict[str, Union[str, int, float]] = Field(default_factory=dict)
     flow: list[Request] = Field(min_length=1, description="Requests each worker sends, in order, round and round.")

@@ -6,13 +6,26 @@ from ..plan import Plan
 from .base import ERROR_CLASSES, Channel, Engine, TransportError
 
 
-def select_engine(plan: Plan) -> tuple[type, str]:
-    """Return the engine class the plan asks for and the reason it was chosen."""
+def select_engine(plan: Plan, base_url: str | None = None) -> tuple[type, str]:
+    """Return the engine class for ``plan`` against ``base_url`` and the reason it was chosen.
+
+    ``engine: fast`` and ``engine: aiohttp`` force that engine; ``engine: auto``
+    picks the fast engine unless the run needs something only aiohttp has.
+    ``base_url`` is the URL actually loaded (the built-in target's when the
+    plan has none); without it the plan's own target is judged.
+    """
     from .aiohttp_engine import AiohttpEngine
 
     if plan.engine == "aiohttp":
         return AiohttpEngine, "requested by the scenario (engine: aiohttp)"
-    return AiohttpEngine, "engine: auto; aiohttp is the only engine available"
+    from .fast import FastEngine, unsupported_reason
+
+    if plan.engine == "fast":
+        return FastEngine, "requested by the scenario (engine: fast)"
+    lacking = unsupported_reason(plan, base_url)
+    if lacking is None:
+        return FastEngine, "engine: auto; the scenario uses only what the fast engine supports"
+    return AiohttpEngine, f"engine: auto; the fast engine does not support {lacking}"
 
 
 __all__ = ["Channel", "Engine", "ERROR_CLASSES", "TransportError", "select_engine"]
