@@ -1,0 +1,46 @@
+"""Command line for the built-in target: ``python -m runner.target``.
+
+Runs the server in its own process so it does not share a CPU (or a GIL)
+with the load generator; ``runner.target.process.BuiltinTarget`` starts it
+this way and learns the port from the ``LISTENING <host> <port>`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from runner.target.server import TargetConfig, run_server
+
+
+def build_argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m runner.target",
+        description="Serve the runner's built-in HTTP target until SIGTERM/SIGINT.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default: 0)")
+    parser.add_argument("--body-size", type=int, default=1024, help="default body size in bytes (default: 1024)")
+    parser.add_argument("--delay-min", type=float, default=0.0, help="smallest random delay in seconds")
+    parser.add_argument("--delay-max", type=float, default=0.0, help="largest random delay in seconds; 0 disables delays")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the delay sequence (default: 0)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_argument_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = TargetConfig(
+            body_size=args.body_size,
+            delay_min_s=args.delay_min,
+            delay_max_s=args.delay_max,
+            seed=args.seed,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    run_server(args.host, args.port, config, announce=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,670 @@
+"""The built-in target server: the embedded HTTP/1.1 server that load tests hit.
+
+It exists so that a scenario (and the runner's own tests) always has a known,
+fast, deterministic server to measure against. Being the thing under load, it
+must never be the bottleneck, so it is written directly on asyncio Protocols
+(uvloop when available) with ``httptools`` parsing, and the common case -- a
+plain keep-alive HTTP/1.1 request without a query -- is a single
+``transport.write`` of bytes prepared in advance.
+
+Behaviour (all per request, via the query string):
+
+* ``delay=<seconds>`` delays the response; otherwise, when the config has
+  ``delay_max_s > 0``, a delay is drawn from one seeded per-server RNG in
+  request-arrival order, so a seed reproduces the same sequence of delays.
+* ``size=<bytes>`` changes the body size (capped at 256 MiB),
+  ``chunked=1`` switches to ``Transfer-Encoding: chunked``,
+  ``status=<code>`` changes the status code.
+* ``/__runner/stats`` and ``/__runner/reset`` expose and clear the count of
+  answered (non-control) requests, which tests use to check what the server saw.
+
+Pipelined requests are answered strictly in order even when their delays
+differ: each connection keeps a queue of pending responses that timers mark
+ready, and the queue is flushed from its head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import signal
+import socket
+import sys
+import traceback
+from collections import OrderedDict, deque
+from contextlib import suppress
+from dataclasses import dataclass
+from email.utils import formatdate
+from http import HTTPStatus
+from random import Random
+from urllib.parse import parse_qsl
+
+import httptools
+
+__all__ = [
+    "MAX_BODY_SIZE",
+    "TargetConfig",
+    "TargetProtocol",
+    "make_html_body",
+    "run_server",
+    "start_server",
+]
+
+MAX_BODY_SIZE = 256 * 1024 * 1024
+"""Largest body ``?size=`` may ask for; larger requests are clamped to it."""
+
+CHUNK_SIZE = 16 * 1024
+"""Largest chunk written with ``?chunked=1``."""
+
+# Bodies of at most this size are glued to the default head so the hot path is
+# one write; a bigger default body is written as head + body instead.
+_FAST_PATH_MAX_BODY = 1024 * 1024
+
+# Recently requested bodies kept so repeated large ``?size=`` requests are not
+# rebuilt; bounded both in count and in bytes.
+_BODY_CACHE_ENTRIES = 8
+_BODY_CACHE_BYTES = 2 * MAX_BODY_SIZE
+
+CONTROL_PREFIX = b"/__runner/"
+STATS_PATH = b"/__runner/stats"
+RESET_PATH = b"/__runner/reset"
+
+_SERVER_HEADER = b"Server: runner-target\r\n"
+_HTML_TYPE = b"Content-Type: text/html; charset=utf-8\r\n"
+_TEXT_TYPE = b"Content-Type: text/plain; charset=utf-8\r\n"
+_JSON_TYPE = b"Content-Type: application/json\r\n"
+_CHUNKED_HEADER = b"Transfer-Encoding: chunked\r\n"
+_ZERO_DELAY_HEADER = b"delay: 0.000\r\n"
+_CONNECTION_CLOSE = b"Connection: close\r\n"
+_CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
+_END_OF_HEADERS = b"\r\n"
+
+_FULL_CHUNK_PREFIX = b"%x\r\n" % CHUNK_SIZE
+_CHUNK_SEPARATOR = b"\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+
+_BODYLESS_STATUSES = frozenset({204, 304})
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+_FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+
+_HTML_PREFIX = (
+    b'<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+    b"<title>runner target</title></head><body><pre>\n"
+)
+_HTML_SUFFIX = b"\n</pre></body></html>\n"
+_FILLER_LINE = b"The quick brown fox jumps over the lazy dog. 0123456789\n"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetConfig:
+    """How the built-in target answers when a request does not say otherwise."""
+
+    body_size: int = 1024
+    delay_min_s: float = 0.0
+    delay_max_s: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Fail at construction, in the caller's process, rather than in a
+        # child server whose stderr someone has to go and read.
+        if not 0 <= self.body_size <= MAX_BODY_SIZE:
+            raise ValueError(f"body_size must be within 0..{MAX_BODY_SIZE}, got {self.body_size}")
+        for name in ("delay_min_s", "delay_max_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.delay_min_s > self.delay_max_s:
+            raise ValueError(
+                f"delay_min_s ({self.delay_min_s}) must not exceed delay_max_s ({self.delay_max_s})"
+            )
+
+
+def make_html_body(size: int) -> bytes:
+    """Return an HTML document of exactly ``size`` bytes.
+
+    Sizes too small for the HTML skeleton get plain filler text, so the byte
+    count is always exact -- load tests compute throughput from it.
+    """
+    if size <= 0:
+        return b""
+    filler_size = size - len(_HTML_PREFIX) - len(_HTML_SUFFIX)
+    if filler_size < 0:
+        return _filler(size)
+    return b"".join((_HTML_PREFIX, _filler(filler_size), _HTML_SUFFIX))
+
+
+def _filler(size: int) -> bytes:
+    whole_lines, remainder = divmod(size, len(_FILLER_LINE))
+    return _FILLER_LINE * whole_lines + _FILLER_LINE[:remainder]
+
+
+_status_lines: dict[int, bytes] = {}
+
+
+def _status_line(status: int) -> bytes:
+    """Status lines are built once per code and reused."""
+    line = _status_lines.get(status)
+    if line is None:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("latin-1"))
+        _status_lines[status] = line
+    return line
+
+
+def _delay_header(delay: float) -> bytes:
+    if delay == 0:
+        return _ZERO_DELAY_HEADER
+    return b"delay: %.3f\r\n" % delay
+
+
+def _split_target(url: bytes) -> tuple[bytes, bytes]:
+    """Split a request target into (path, query), accepting absolute-form."""
+    if not url.startswith(b"/") and b"://" in url:
+        authority_and_path = url.split(b"://", 1)[1]
+        slash = authority_and_path.find(b"/")
+        url = authority_and_path[slash:] if slash >= 0 else b"/"
+    path, _, query = url.partition(b"?")
+    query = query.partition(b"#")[0]
+    return path, query
+
+
+class _BadRequest(ValueError):
+    """A well-formed request whose query asks for something impossible."""
+
+
+@dataclass(slots=True)
+class _ResponseOptions:
+    delay: float | None = None
+    size: int | None = None
+    chunked: bool = False
+    status: int = 200
+
+
+def _parse_options(query: bytes) -> _ResponseOptions:
+    options = _ResponseOptions()
+    if not query:
+        return options
+    for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if key == "delay":
+            options.delay = _parse_number(key, value, float)
+            if not math.isfinite(options.delay) or options.delay < 0:
+                raise _BadRequest(f"delay must be a finite number >= 0, got {value!r}")
+        elif key == "size":
+            size = _parse_number(key, value, int)
+            if size < 0:
+                raise _BadRequest(f"size must be >= 0, got {value!r}")
+            options.size = min(size, MAX_BODY_SIZE)
+        elif key == "chunked":
+            word = value.strip().lower()
+            if word in _TRUE_WORDS:
+                options.chunked = True
+            elif word in _FALSE_WORDS:
+                options.chunked = False
+            else:
+                raise _BadRequest(f"chunked must be 1 or 0, got {value!r}")
+        elif key == "status":
+            status = _parse_number(key, value, int)
+            # 1xx would leave the client waiting for a final response.
+            if not 200 <= status <= 599:
+                raise _BadRequest(f"status must be within 200..599, got {value!r}")
+            options.status = status
+    return options
+
+
+def _parse_number(key: str, value: str, kind: type) -> int | float:
+    try:
+        return kind(value)
+    except ValueError:
+        raise _BadRequest(f"{key} must be a number, got {value!r}") from None
+
+
+class _TargetState:
+    """Everything the connections of one server share.
+
+    One RNG per server (not per connection) is what makes a seed reproduce
+    the same delay sequence regardless of how requests spread over
+    connections.
+    """
+
+    def __init__(self, config: TargetConfig) -> None:
+        self.config = config
+        self.requests = 0
+        self.delay_rng = Random(config.seed)
+        self.draws_delays = config.delay_max_s > 0
+        self.fast_path = not self.draws_delays and config.body_size <= _FAST_PATH_MAX_BODY
+        self.connections: set[TargetProtocol] = set()
+        self.default_body = make_html_body(config.body_size)
+        self._body_cache: OrderedDict[int, bytes] = OrderedDict()
+        self._body_cache_bytes = 0
+        self.common_headers = b""
+        self.default_response = b""
+        self.refresh_date()
+
+    def refresh_date(self) -> None:
+        """Rebuild the Date-dependent prepared bytes (called once a second)."""
+        date = formatdate(usegmt=True).encode("ascii")
+        self.common_headers = _SERVER_HEADER + b"Date: " + date + b"\r\n"
+        if self.fast_path:
+            self.default_response = b"".join(
+                (
+                    _status_line(200),
+                    self.common_headers,
+                    _HTML_TYPE,
+                    b"Content-Length: %d\r\n" % len(self.default_body),
+                    _ZERO_DELAY_HEADER,
+                    _END_OF_HEADERS,
+                    self.default_body,
+                )
+            )
+
+    def draw_delay(self) -> float:
+        if not self.draws_delays:
+            return 0.0
+        return self.delay_rng.uniform(self.config.delay_min_s, self.config.delay_max_s)
+
+    def body(self, size: int | None) -> bytes:
+        """The HTML body of ``size`` bytes, from a small cache of recent sizes."""
+        if size is None or size == self.config.body_size:
+            return self.default_body
+        cache = self._body_cache
+        body = cache.get(size)
+        if body is not None:
+            cache.move_to_end(size)
+            return body
+        body = make_html_body(size)
+        cache[size] = body
+        self._body_cache_bytes += size
+        while len(cache) > _BODY_CACHE_ENTRIES or self._body_cache_bytes > _BODY_CACHE_BYTES:
+            _, evicted = cache.popitem(last=False)
+            self._body_cache_bytes -= len(evicted)
+        return body
+
+    def close_connections(self) -> None:
+        for connection in list(self.connections):
+            connection.close()
+
+
+class _PendingResponse:
+    """One queued response of a connection, waiting for its delay or its turn."""
+
+    __slots__ = ("ready", "parts", "control", "counted", "close", "head_only", "connection_header", "timer")
+
+    def __init__(
+        self,
+        parts: list | None,
+        *,
+        ready: bool,
+        close: bool,
+        counted: bool,
+        control: bytes | None = None,
+        head_only: bool = False,
+        connection_header: bytes = b"",
+    ) -> None:
+        self.ready = ready
+        self.parts = parts
+        self.control = control
+        self.counted = counted
+        self.close = close
+        self.head_only = head_only
+        self.connection_header = connection_header
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class TargetProtocol(asyncio.Protocol):
+    """One client connection: parse with httptools, answer in request order."""
+
+    __slots__ = ("_state", "_loop", "_transport", "_parser", "_url", "_pending", "_closing", "_close_when_drained")
+
+    def __init__(self, state: _TargetState) -> None:
+        self._state = state
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._pending: deque[_PendingResponse] = deque()
+        # Set once no further request may be answered on this connection.
+        self._closing = False
+        # Set when the connection must close once the pending queue is empty.
+        self._close_when_drained = False
+
+    # -- asyncio.Protocol -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._state.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # The request itself was answered; we do not switch protocols,
+            # and the bytes after it are not HTTP/1.1 any more.
+            self._closing = True
+            self._close_after_pending()
+        except httptools.HttpParserCallbackError as error:
+            # A bug in this module, not the client's fault: say so once.
+            traceback.print_exception(error.__context__ or error, file=sys.stderr)
+            self._reject(500)
+        except httptools.HttpParserError:
+            self._reject(400)
+
+    def eof_received(self) -> bool | None:
+        # Like nginx, treat EOF as the client giving up (a full close looks
+        # the same as a half-close from here): pending responses are dropped
+        # and not counted, so the count matches what clients could receive.
+        return None
+
+    def pause_writing(self) -> None:
+        # A client that does not read must not make us buffer without bound.
+        with suppress(RuntimeError, AttributeError):
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if not self._closing:
+            with suppress(RuntimeError, AttributeError):
+                self._transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        for pending in self._pending:
+            if pending.timer is not None:
+                pending.timer.cancel()
+        self._pending.clear()
+        self._state.connections.discard(self)
+        # The parser holds our bound methods: break the cycle so the
+        # connection is freed at once instead of by a later GC pass.
+        self._parser = None
+
+    def close(self) -> None:
+        """Close this connection (used on server shutdown)."""
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- httptools callbacks ----------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        # The URL may arrive in fragments when a request spans reads.
+        self._url += url
+
+    def on_message_complete(self) -> None:
+        url = self._url
+        self._url = b""
+        if self._closing:
+            return
+        state = self._state
+        parser = self._parser
+        # Hot path: the default response, already fully prepared.
+        if (
+            state.fast_path
+            and not self._pending
+            and b"?" not in url
+            and not url.startswith(CONTROL_PREFIX)
+            and parser.should_keep_alive()
+            and parser.get_method() != b"HEAD"
+            and parser.get_http_version() == "1.1"
+        ):
+            self._transport.write(state.default_response)
+            state.requests += 1
+            return
+        self._answer(url, parser)
+
+    # -- responses ----------------------------------------------------------
+
+    def _answer(self, url: bytes, parser: httptools.HttpRequestParser) -> None:
+        """Every request the hot path does not take: build, then send or queue."""
+        state = self._state
+        keep_alive = parser.should_keep_alive()
+        head_only = parser.get_method() == b"HEAD"
+        if not keep_alive:
+            # Later pipelined requests on this connection are not answered.
+            self._closing = True
+            connection_header = _CONNECTION_CLOSE
+        elif parser.get_http_version() != "1.1":
+            connection_header = _CONNECTION_KEEP_ALIVE
+        else:
+            connection_header = b""
+        can_chunk = parser.get_http_version() == "1.1"
+
+        path, query = _split_target(url)
+        if path == STATS_PATH or path == RESET_PATH:
+            # Built when written, so the count includes everything before it.
+            self._enqueue(
+                _PendingResponse(
+                    None,
+                    ready=True,
+                    close=not keep_alive,
+                    counted=False,
+                    control=path,
+                    head_only=head_only,
+                    connection_header=connection_header,
+                ),
+                delay=0.0,
+            )
+            return
+
+        try:
+            options = _parse_options(query)
+        except _BadRequest as error:
+            parts = _build_response(
+                state, 400, (str(error) + "\n").encode(), _TEXT_TYPE,
+                head_only=head_only, chunked=False,
+                delay_header=_ZERO_DELAY_HEADER, connection_header=connection_header,
+            )
+            self._enqueue(_PendingResponse(parts, ready=True, close=not keep_alive, counted=True), delay=0.0)
+            return
+
+        delay = options.delay if options.delay is not None else state.draw_delay()
+        parts = _build_response(
+            state,
+            options.status,
+            state.body(options.size),
+            _HTML_TYPE,
+            head_only=head_only,
+            chunked=options.chunked and can_chunk,
+            delay_header=_delay_header(delay),
+            connection_header=connection_header,
+        )
+        self._enqueue(_PendingResponse(parts, ready=delay <= 0, close=not keep_alive, counted=True), delay)
+
+    def _enqueue(self, pending: _PendingResponse, delay: float) -> None:
+        if pending.ready and not self._pending:
+            self._write(pending)
+            return
+        self._pending.append(pending)
+        if not pending.ready:
+            pending.timer = self._loop.call_later(delay, self._on_delay_elapsed, pending)
+
+    def _on_delay_elapsed(self, pending: _PendingResponse) -> None:
+        pending.timer = None
+        pending.ready = True
+        self._flush()
+
+    def _flush(self) -> None:
+        pending_queue = self._pending
+        while pending_queue and pending_queue[0].ready:
+            if self._write(pending_queue.popleft()):
+                return
+        if not pending_queue and self._close_when_drained:
+            self._transport.close()
+
+    def _write(self, pending: _PendingResponse) -> bool:
+        """Write one response; return True if the connection is now closed."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return True
+        state = self._state
+        if pending.control is not None:
+            if pending.control == RESET_PATH:
+                state.requests = 0
+            body = b'{"requests": %d}' % state.requests
+            pending.parts = _build_response(
+                state, 200, body, _JSON_TYPE,
+                head_only=pending.head_only, chunked=False,
+                delay_header=_ZERO_DELAY_HEADER, connection_header=pending.connection_header,
+            )
+        parts = pending.parts
+        if len(parts) == 1:
+            transport.write(parts[0])
+        else:
+            transport.writelines(parts)
+        if pending.counted:
+            state.requests += 1
+        if pending.close:
+            self._closing = True
+            transport.close()
+            return True
+        return False
+
+    def _reject(self, status: int) -> None:
+        """Answer an unparseable request (after any earlier ones) and close."""
+        self._closing = True
+        body = b"bad request\n" if status == 400 else b"internal server error\n"
+        parts = _build_response(
+            self._state, status, body, _TEXT_TYPE,
+            head_only=False, chunked=False,
+            delay_header=_ZERO_DELAY_HEADER, connection_header=_CONNECTION_CLOSE,
+        )
+        self._enqueue(_PendingResponse(parts, ready=True, close=True, counted=False), delay=0.0)
+
+    def _close_after_pending(self) -> None:
+        if self._pending:
+            self._close_when_drained = True
+        elif self._transport is not None:
+            self._transport.close()
+
+
+def _build_response(
+    state: _TargetState,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    *,
+    head_only: bool,
+    chunked: bool,
+    delay_header: bytes,
+    connection_header: bytes,
+) -> list:
+    """Return the response as a list of byte strings for one ``writelines``.
+
+    Small responses are joined into one element; a large body stays a
+    separate element so it is never copied.
+    """
+    if status in _BODYLESS_STATUSES:
+        framing = b""
+        body = b""
+        chunked = False
+    elif chunked:
+        framing = _CHUNKED_HEADER
+    else:
+        framing = b"Content-Length: %d\r\n" % len(body)
+    head = b"".join(
+        (
+            _status_line(status),
+            state.common_headers,
+            content_type,
+            framing,
+            delay_header,
+            connection_header,
+            _END_OF_HEADERS,
+        )
+    )
+    if head_only or not body and not chunked:
+        return [head]
+    if chunked:
+        return _chunked_parts(head, body)
+    if len(body) <= 64 * 1024:
+        return [head + body]
+    return [head, body]
+
+
+def _chunked_parts(head: bytes, body: bytes) -> list:
+    """Frame ``body`` as chunks of at most CHUNK_SIZE bytes, without copying it."""
+    parts = [head]
+    view = memoryview(body)
+    size = len(body)
+    for start in range(0, size, CHUNK_SIZE):
+        length = min(CHUNK_SIZE, size - start)
+        parts.append(_FULL_CHUNK_PREFIX if length == CHUNK_SIZE else b"%x\r\n" % length)
+        parts.append(view[start : start + length])
+        parts.append(_CHUNK_SEPARATOR)
+    parts.append(_LAST_CHUNK)
+    return parts
+
+
+async def start_server(host: str, port: int, config: TargetConfig) -> asyncio.Server:
+    """Start serving on ``host:port`` (port 0 picks a free port) in the running loop."""
+    server, _ = await _start(host, port, config)
+    return server
+
+
+async def _start(host: str, port: int, config: TargetConfig) -> tuple[asyncio.Server, _TargetState]:
+    loop = asyncio.get_running_loop()
+    state = _TargetState(config)
+    server = await loop.create_server(
+        lambda: TargetProtocol(state), host, port, reuse_address=True, backlog=4096
+    )
+    _keep_date_fresh(loop, server, state)
+    return server, state
+
+
+def _keep_date_fresh(loop: asyncio.AbstractEventLoop, server: asyncio.Server, state: _TargetState) -> None:
+    """Refresh the Date header once a second for as long as the server serves."""
+
+    def tick() -> None:
+        if server.is_serving():
+            state.refresh_date()
+            loop.call_later(1.0, tick)
+
+    loop.call_later(1.0, tick)
+
+
+def run_server(host: str, port: int, config: TargetConfig, announce: bool = True) -> None:
+    """Serve until SIGTERM or SIGINT, then return (so the process exits 0).
+
+    With ``announce``, print ``LISTENING <host> <port>`` once accepting, which
+    is how a parent process learns the port it picked.
+    """
+    try:
+        with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
+            runner.run(_serve_until_signalled(host, port, config, announce))
+    except KeyboardInterrupt:
+        # Ctrl-C before the signal handlers were installed: still a clean exit.
+        pass
+
+
+def _fast_loop_factory():
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+async def _serve_until_signalled(host: str, port: int, config: TargetConfig, announce: bool) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+    server, state = await _start(host, port, config)
+    if announce:
+        bound_host, bound_port = server.sockets[0].getsockname()[:2]
+        sys.stdout.write(f"LISTENING {bound_host} {bound_port}\n")
+        sys.stdout.flush()
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        state.close_connections()
+        with suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), timeout=2.0)
