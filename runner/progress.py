@@ -13,9 +13,9 @@ from .executor import Progress
 
 
 class ProgressLine:
-    def __init__(self, stream: TextIO = sys.stderr, log_every_s: float = 10.0):
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream: TextIO | None = None, log_every_s: float = 10.0):
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
         self.log_every_s = log_every_s
         self._last_logged = 0.0
         self._last_stage: int | None = None
