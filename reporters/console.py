@@ -52,9 +52,16 @@ class ConsoleReporter:
             f"  status codes: {_mix(result.totals.status_codes) or 'none'}",
             f"  errors: {_mix(result.totals.errors) or 'none'}",
         ]
+        for stage in result.stages:
+            if stage.target_rate is not None:
+                lines.append(f"  stage {stage.name}: open model, {stage.achieved_rate:,.1f}/s achieved of "
+                             f"{stage.target_rate:,.1f}/s requested, {stage.totals.dropped:,} dropped, "
+                             f"{stage.late:,} late")
         health = result.generator
         if health:
-            lines.append(f"  generator: peak RSS {health['peak_rss_mb']:.0f} MB, CPU {health['cpu_s']:.1f} s, "
-                         f"{health['event_loop']}")
+            lines.append(f"  generator: {health['verdict'].upper()} · peak RSS {health['peak_rss_mb']:.0f} MB, "
+                         f"CPU {health['cpu_s']:.1f} s in {health['processes']} process(es), "
+                         f"loop lag p99 {health['loop_lag_p99_ms']:.1f} ms, {health['event_loop']}")
+            lines += [f"    {reason}" for reason in health["reasons"]]
         lines += [f"  note: {note}" for note in result.notes]
         return ("\n".join(lines) + "\n").encode()

@@ -7,21 +7,42 @@ not a parse. Scenario variables (``vars``) are substituted at this point too.
 
 from __future__ import annotations
 
+import os
 import re
+from functools import partial
 from pathlib import Path
 
-from schemas.scenario import Scenario
+from schemas.scenario import ConcurrencyRamp, RateRamp, Scenario, Stage
 
 from .plan import BuiltinTargetPlan, PathRenderer, Plan, RequestPlan, StagePlan
 
 _FIELD = re.compile(r"\{([^{}]*)\}")
 
 
+def _constant(path: str, seq: int, worker: int) -> str:
+    return path
+
+
+def _with_seq(before: str, after: str, seq: int, worker: int) -> str:
+    return f"{before}{seq}{after}"
+
+
+def _with_worker(before: str, after: str, seq: int, worker: int) -> str:
+    return f"{before}{worker}{after}"
+
+
+def _joined(pieces: tuple, seq: int, worker: int) -> str:
+    values = (seq, worker)
+    return "".join(p if isinstance(p, str) else str(values[p]) for p in pieces)
+
+
 def compile_path(template: str, variables: dict[str, object]) -> tuple[PathRenderer, bool]:
     """Return a renderer ``(seq, worker) -> path`` and whether the path is constant.
 
-    The loader has already checked that every field is ``seq``, ``worker`` or
-    a key of ``variables``.
+    Renderers are ``functools.partial`` objects over module functions: as fast
+    to call as closures, and picklable, so a plan can be shipped to worker
+    processes. The loader has already checked that every field is ``seq``,
+    ``worker`` or a key of ``variables``.
     """
     pieces: list[str | int] = []  # literal strings; 0 = seq, 1 = worker
     position = 0
@@ -44,21 +65,12 @@ def compile_path(template: str, variables: dict[str, object]) -> tuple[PathRende
             merged.append(piece)
     dynamic = [p for p in merged if isinstance(p, int)]
     if not dynamic:
-        constant = "".join(str(p) for p in merged)
-        return (lambda seq, worker: constant), True
+        return partial(_constant, "".join(str(p) for p in merged)), True
     if len(merged) <= 3 and len(dynamic) == 1:
         before = merged[0] if isinstance(merged[0], str) else ""
         after = merged[-1] if isinstance(merged[-1], str) else ""
-        if dynamic[0] == 0:
-            return (lambda seq, worker: f"{before}{seq}{after}"), False
-        return (lambda seq, worker: f"{before}{worker}{after}"), False
-    frozen = tuple(merged)
-
-    def render(seq: int, worker: int) -> str:
-        values = (seq, worker)
-        return "".join(p if isinstance(p, str) else str(values[p]) for p in frozen)
-
-    return render, False
+        return partial(_with_seq if dynamic[0] == 0 else _with_worker, before, after), False
+    return partial(_joined, tuple(merged)), False
 
 
 def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>") -> Plan:
@@ -79,16 +91,7 @@ def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>") -> P
             timeout_s=request.timeout or scenario.defaults.timeout,
             is_static=static,
         ))
-    stages = tuple(
-        StagePlan(
-            index=i,
-            name=stage.name or f"stage-{i + 1}",
-            concurrency=stage.concurrency,
-            requests=stage.requests,
-            duration_s=stage.duration,
-        )
-        for i, stage in enumerate(scenario.stages)
-    )
+    stages = tuple(_stage_plan(i, stage) for i, stage in enumerate(scenario.stages))
     builtin = scenario.builtin
     return Plan(
         scenario_name=scenario.name,
@@ -99,4 +102,23 @@ def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>") -> P
         flow=tuple(flow),
         stages=stages,
         outputs=tuple(scenario.outputs.items()),
+        workers=(os.cpu_count() or 1) if scenario.workers == "auto" else scenario.workers,
+        interval_s=scenario.interval,
     )
+
+
+#: In-flight cap of an open-model stage that does not set max_in_flight.
+DEFAULT_MAX_IN_FLIGHT = 1000
+
+
+def _stage_plan(index: int, stage: Stage) -> StagePlan:
+    common = dict(index=index, name=stage.name or f"stage-{index + 1}", requests=stage.requests,
+                  duration_s=stage.duration, grace_s=stage.grace)
+    if stage.rate is not None:
+        start, end = (stage.rate.start, stage.rate.end) if isinstance(stage.rate, RateRamp) else (stage.rate,) * 2
+        return StagePlan(model="open", rate_start=start, rate_end=end,
+                         max_in_flight=stage.max_in_flight or DEFAULT_MAX_IN_FLIGHT, **common)
+    concurrency = stage.concurrency
+    start, end = ((concurrency.start, concurrency.end) if isinstance(concurrency, ConcurrencyRamp)
+                  else (concurrency, concurrency))
+    return StagePlan(model="closed", concurrency_start=start, concurrency_end=end, **common)

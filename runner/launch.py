@@ -1,25 +1,42 @@
-"""One run from plan to result: machine limits, target, event loop, executor.
+"""One run from plan to result: machine limits, target, processes, event loop.
 
 This is the only module that knows the order of things around a run; it
-holds no load-test logic itself. The CLI calls :func:`execute` and hands the
-:class:`~runner.result.RunResult` to reporters.
+holds no load-test logic itself. With ``workers: N`` the plan is split
+(:mod:`runner.sharding`) across N processes, each with its own event loop and
+engine, and their measurements are merged exactly (histograms add bucket
+counts; nothing is averaged).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import signal
 import time
+from dataclasses import dataclass, field
 from typing import Iterator
 
-from . import __version__
 from .engines import select_engine
 from .executor import Executor, ProgressCallback, RunControl, StageOutcome
+from .health import LoopLagMonitor, cpu_seconds
 from .limits import ensure_open_files
-from .metrics.recorder import RequestStats
 from .plan import Plan
-from .result import RunResult, StageResult, group_by_name
+from .result import RunResult, build_result
+from .sharding import share
+
+
+@dataclass
+class ProcessReport:
+    """What one process measured, in picklable form."""
+
+    outcomes: list[StageOutcome]
+    engine: str
+    engine_reason: str
+    started_wall: float
+    duration_s: float
+    health: dict = field(default_factory=dict)
+    signal_name: str | None = None
 
 
 @contextlib.contextmanager
@@ -55,39 +72,56 @@ def execute(plan: Plan, *, on_progress: ProgressCallback | None = None,
     ensure_open_files(plan.max_concurrency)
     control = control or RunControl()
     with target_url(plan) as base_url:
-        with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            return runner.run(_run(plan, base_url, control, on_progress))
+        if plan.workers > 1:
+            reports = _run_processes(plan, base_url, control)
+        else:
+            reports = [run_here(plan, base_url, control, on_progress)]
+    return build_result(plan, base_url, reports, control)
 
 
-async def _run(plan: Plan, base_url: str, control: RunControl,
-               on_progress: ProgressCallback | None) -> RunResult:
+def run_here(plan: Plan, base_url: str, control: RunControl,
+             on_progress: ProgressCallback | None = None, signals: tuple = ("SIGINT", "SIGTERM")) -> ProcessReport:
+    """Run ``plan`` in this process on a fresh event loop."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(_run(plan, base_url, control, on_progress, signals))
+
+
+async def _run(plan: Plan, base_url: str, control: RunControl, on_progress: ProgressCallback | None,
+               signals: tuple) -> ProcessReport:
     engine_class, reason = select_engine(plan, base_url)
     engine = engine_class(plan, base_url)
-    started_wall, started = time.time(), time.perf_counter()
+    monitor = LoopLagMonitor()
+    started_wall, started, cpu_before = time.time(), time.perf_counter(), cpu_seconds()
+    monitor.start()
     executor = Executor(plan, engine, control, on_progress)
-    with _stop_on_signals(control):
+    with _stop_on_signals(control, signals):
         try:
             outcomes = await executor.run()
         finally:
             await engine.aclose()
+            await monitor.stop()
     duration = time.perf_counter() - started
-    result = build_result(plan, base_url, engine.name, reason, outcomes, started_wall, duration, control)
-    result.generator.update(generator_health(asyncio.get_running_loop()))
-    return result
+    health = process_health(monitor, cpu_seconds() - cpu_before, duration)
+    return ProcessReport(outcomes, engine.name, reason, started_wall, duration, health, control.signal_name)
 
 
-def generator_health(loop: asyncio.AbstractEventLoop) -> dict:
-    """Peak memory and CPU of this process: is the generator, not the server, the limit?"""
+def process_health(monitor: LoopLagMonitor, cpu_s: float, duration_s: float) -> dict:
+    """CPU, memory and event-loop lag of this process: is the generator, not the server, the limit?"""
+    lag = monitor.lag
+    health = {
+        "cpu_s": round(cpu_s, 3),
+        "cpu_percent": round(100.0 * cpu_s / duration_s, 1) if duration_s > 0 else 0.0,
+        "loop_lag_ms": {key: round(lag.quantile(q) / 1000.0, 3) for key, q in (("p50", 0.5), ("p99", 0.99))},
+        "event_loop": _loop_kind(asyncio.get_running_loop()),
+        "peak_rss_mb": 0.0,
+    }
+    health["loop_lag_ms"]["max"] = round(lag.max_us / 1000.0, 3)
     try:
         import resource
+        health["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
     except ImportError:
-        return {"peak_rss_mb": 0.0, "cpu_s": 0.0, "event_loop": _loop_kind(loop)}
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {
-        "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1),  # Linux reports KiB
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-        "event_loop": _loop_kind(loop),
-    }
+        pass
+    return health
 
 
 def _loop_kind(loop: asyncio.AbstractEventLoop) -> str:
@@ -95,23 +129,22 @@ def _loop_kind(loop: asyncio.AbstractEventLoop) -> str:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(control: RunControl) -> Iterator[None]:
-    """First SIGINT/SIGTERM: stop issuing requests and let in-flight ones finish."""
+def _stop_on_signals(control: RunControl, names: tuple) -> Iterator[None]:
+    """First signal: stop issuing, let in-flight requests finish within the grace; second: cut them off."""
     loop = asyncio.get_running_loop()
     installed = []
 
     def stop(name: str) -> None:
-        if control.stopping:  # a second signal: stop waiting for in-flight requests
-            for task in asyncio.all_tasks(loop):
-                if task is not asyncio.current_task(loop):
-                    task.cancel()
+        if control.stopping:
+            control.hurry = True
             return
         control.stopping = True
         control.signal_name = name
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for name in names:
+        sig = getattr(signal, name)
         try:
-            loop.add_signal_handler(sig, stop, sig.name)
+            loop.add_signal_handler(sig, stop, name)
             installed.append(sig)
         except (NotImplementedError, RuntimeError, ValueError):
             pass
@@ -122,38 +155,51 @@ def _stop_on_signals(control: RunControl) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-def build_result(plan: Plan, base_url: str, engine_name: str, engine_reason: str,
-                 outcomes: list[StageOutcome], started_wall: float, duration_s: float,
-                 control: RunControl) -> RunResult:
-    names = [request.name for request in plan.flow]
-    stages = []
-    for outcome in outcomes:
-        stages.append(StageResult(
-            index=outcome.plan.index,
-            name=outcome.plan.name,
-            concurrency=outcome.plan.concurrency,
-            planned_requests=outcome.plan.requests,
-            planned_duration_s=outcome.plan.duration_s,
-            started_at=outcome.started_at,
-            duration_s=outcome.duration_s,
-            by_request=group_by_name(names, outcome.stats),
-            totals=RequestStats.merged(outcome.stats),
-            interrupted=outcome.interrupted,
-        ))
-    per_flow_entry = [RequestStats.merged([o.stats[i] for o in outcomes]) for i in range(len(names))]
-    return RunResult(
-        scenario=plan.scenario_name,
-        source=plan.source,
-        target=base_url if plan.target_url else f"builtin ({base_url})",
-        engine=engine_name,
-        engine_reason=engine_reason,
-        started_at=started_wall,
-        finished_at=started_wall + duration_s,
-        duration_s=duration_s,
-        stages=stages,
-        totals=RequestStats.merged([stage.totals for stage in stages]),
-        by_request=group_by_name(names, per_flow_entry),
-        runner_version=__version__,
-        interrupted=control.stopping,
-        interrupt_signal=control.signal_name,
-    )
+# -- several processes --------------------------------------------------------------------------
+
+def _process_main(plan: Plan, base_url: str, connection) -> None:
+    """Entry point of a worker process: run its share and send the report back."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards signals as SIGTERM
+    control = RunControl()
+    try:
+        report = run_here(plan, base_url, control, None, signals=("SIGTERM",))
+        connection.send(report)
+    finally:
+        connection.close()
+
+
+def _run_processes(plan: Plan, base_url: str, control: RunControl) -> list[ProcessReport]:
+    context = multiprocessing.get_context("spawn")
+    children = []
+    for part in range(plan.workers):
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_process_main, args=(share(plan, part, plan.workers), base_url, sender),
+                                  name=f"runner-worker-{part}", daemon=True)
+        process.start()
+        sender.close()
+        children.append((process, receiver))
+
+    def forward(signum, frame) -> None:
+        if not control.stopping:
+            control.stopping = True
+            control.signal_name = signal.Signals(signum).name
+        for process, _ in children:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: first stops issuing, a second one cuts off in-flight requests
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    reports = []
+    try:
+        for process, receiver in children:
+            while not receiver.poll(0.1):
+                if not process.is_alive() and not receiver.poll(0):
+                    raise RuntimeError(f"{process.name} exited with code {process.exitcode} before reporting")
+            reports.append(receiver.recv())
+            process.join(10)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for process, _ in children:
+            if process.is_alive():
+                process.kill()
+    return reports

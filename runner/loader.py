@@ -345,7 +345,9 @@ def validate_data(marked: _Marked, source: str, known_reporters: Iterable[str] |
                 message = "required field is missing; a scenario starts with 'version: 1'"
             else:
                 message = _message(error, path, missing)
-            problems.append(Problem(origin, line, column, format_path(shown), message))
+            problem = Problem(origin, line, column, format_path(shown), message)
+            if not any((p.source, p.line, p.field) == (problem.source, problem.line, problem.field) for p in problems):
+                problems.append(problem)  # a union reports each member's error; the first is enough
     if problems:
         raise ScenarioError(problems)
     assert scenario is not None

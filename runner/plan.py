@@ -32,13 +32,39 @@ class RequestPlan:
 
 @dataclass(frozen=True, slots=True)
 class StagePlan:
-    """One closed-model stage: ``concurrency`` workers, bounded by count and/or time."""
+    """One stage. ``model`` is "closed" (workers) or "open" (arrival timeline).
+
+    Closed: ``concurrency_start`` workers, ramping linearly to ``concurrency_end``.
+    Open: arrivals at ``rate_start`` per second, ramping linearly to ``rate_end``,
+    at most ``max_in_flight`` outstanding. Bounded by ``requests`` and/or
+    ``duration_s``; ``grace_s`` is how long in-flight requests may finish after
+    the duration ends.
+    """
 
     index: int
     name: str
-    concurrency: int
-    requests: int | None  # total requests of the stage, or None when only time-bound
+    model: str
+    requests: int | None
     duration_s: float | None
+    concurrency_start: int = 0
+    concurrency_end: int = 0
+    rate_start: float = 0.0
+    rate_end: float = 0.0
+    max_in_flight: int = 0
+    grace_s: float = 5.0
+    seq_offset: int = 0  # first sequence number (process shares number their requests apart)
+    seq_step: int = 1
+
+    @property
+    def concurrency(self) -> int:
+        """Largest number of requests this stage can have in flight."""
+        return self.max_in_flight if self.model == "open" else max(self.concurrency_start, self.concurrency_end)
+
+    @property
+    def is_ramp(self) -> bool:
+        if self.model == "open":
+            return self.rate_start != self.rate_end
+        return self.concurrency_start != self.concurrency_end
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +89,8 @@ class Plan:
     flow: tuple[RequestPlan, ...]
     stages: tuple[StagePlan, ...]
     outputs: tuple[tuple[str, str], ...]  # (reporter name, path)
+    workers: int = 1  # processes sharing the load
+    interval_s: float = 1.0  # time-series bucket width
 
     @property
     def max_concurrency(self) -> int:

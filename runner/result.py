@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .metrics.histogram import RELATIVE_ERROR, Histogram
+from . import __version__
+from .health import LAG_P99_LIMIT_MS, RATE_MET_RATIO
 from .metrics.recorder import RequestStats
+from .metrics.timeseries import Bucket, merge_series
 
 #: Quantiles reported under ``latency_ms``: key -> q.
 PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999))
@@ -42,12 +45,14 @@ def summary_block(stats: RequestStats, duration_s: float) -> dict[str, Any]:
         "requests": stats.requests,
         "ok": stats.ok,
         "failed": stats.failed,
+        "dropped": stats.dropped,
         "rps": round(stats.requests / duration_s, 3) if duration_s > 0 else 0.0,
         "duration_s": round(duration_s, 6),
         "bytes": stats.bytes,
         "status_codes": {str(code): n for code, n in sorted(stats.status_codes.items())},
         "errors": dict(sorted(stats.errors.items())),
         "latency_ms": latency_ms(stats.latency),
+        "service_time_ms": latency_ms(stats.service),
         "latency_histogram": stats.latency.to_dict(),
     }
 
@@ -64,28 +69,76 @@ def group_by_name(names: list[str], stats: list[RequestStats]) -> list[tuple[str
 class StageResult:
     index: int
     name: str
-    concurrency: int
+    model: str
+    concurrency: int  # largest number of requests in flight allowed
     planned_requests: int | None
     planned_duration_s: float | None
+    requested_rate: tuple[float, float] | None  # open model: (from, to) arrivals per second
     started_at: float
     duration_s: float
     by_request: list[tuple[str, RequestStats]]
     totals: RequestStats
+    series: list[Bucket]
+    interval_s: float
+    scheduled: int = 0
+    late: int = 0
     interrupted: bool = False
+
+    @property
+    def arrival_window_s(self) -> float:
+        """Open model: the time arrivals were due in (the planned duration, unless cut short)."""
+        if self.planned_duration_s is not None and not self.interrupted:
+            return min(self.planned_duration_s, self.duration_s)
+        return self.duration_s
+
+    @property
+    def achieved_rate(self) -> float:
+        """Open model: arrivals actually sent per second over the arrival window."""
+        sent = self.scheduled - self.totals.dropped
+        window = self.arrival_window_s
+        return sent / window if window > 0 else 0.0
+
+    @property
+    def target_rate(self) -> float | None:
+        """Open model: the mean rate the stage asked for."""
+        if self.requested_rate is None:
+            return None
+        return (self.requested_rate[0] + self.requested_rate[1]) / 2.0
+
+    @property
+    def rate_met(self) -> bool:
+        target = self.target_rate
+        return target is None or self.achieved_rate >= RATE_MET_RATIO * min(target, self._capped_target())
+
+    def _capped_target(self) -> float:
+        """A requests-bounded open stage may end before its duration: judge it on what it was asked."""
+        window = self.arrival_window_s
+        return self.scheduled / window if window > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         block = {
             "name": self.name,
             "index": self.index,
-            "model": "closed",
+            "model": self.model,
             "concurrency": self.concurrency,
             "planned_requests": self.planned_requests,
             "planned_duration_s": self.planned_duration_s,
             "started_at": _iso(self.started_at),
             "interrupted": self.interrupted,
         }
+        if self.requested_rate is not None:
+            block["rate"] = {
+                "requested_from": self.requested_rate[0],
+                "requested_to": self.requested_rate[1],
+                "requested_mean": round(self.target_rate or 0.0, 3),
+                "achieved": round(self.achieved_rate, 3),
+                "scheduled": self.scheduled,
+                "late_sends": self.late,
+                "met": self.rate_met,
+            }
         block.update(summary_block(self.totals, self.duration_s))
         block["by_request"] = [{"name": name, **summary_block(s, self.duration_s)} for name, s in self.by_request]
+        block["timeseries"] = [bucket.to_dict(self.interval_s) for bucket in self.series]
         return block
 
 
@@ -128,3 +181,80 @@ class RunResult:
             "stages": [stage.to_dict() for stage in self.stages],
             "by_request": [{"name": name, **summary_block(s, self.duration_s)} for name, s in self.by_request],
         }
+
+
+def build_result(plan, base_url: str, reports: list, control) -> RunResult:
+    """Merge the process reports of a run, stage by stage, into one result."""
+    names = [request.name for request in plan.flow]
+    stages = []
+    for stage in plan.stages:
+        parts = [o for report in reports for o in report.outcomes if o.plan.index == stage.index]
+        if not parts:
+            continue
+        per_entry = [RequestStats.merged([p.stats[i] for p in parts]) for i in range(len(names))]
+        stages.append(StageResult(
+            index=stage.index,
+            name=stage.name,
+            model=stage.model,
+            concurrency=stage.concurrency,
+            planned_requests=stage.requests,
+            planned_duration_s=stage.duration_s,
+            requested_rate=(stage.rate_start, stage.rate_end) if stage.model == "open" else None,
+            started_at=min(p.started_at for p in parts),
+            duration_s=max(p.duration_s for p in parts),
+            by_request=group_by_name(names, per_entry),
+            totals=RequestStats.merged(per_entry),
+            series=merge_series([p.series for p in parts]),
+            interval_s=plan.interval_s,
+            scheduled=sum(p.scheduled for p in parts),
+            late=sum(p.late for p in parts),
+            interrupted=any(p.interrupted for p in parts),
+        ))
+    per_entry_run = [RequestStats.merged([s for stage in stages for n, s in stage.by_request if n == name])
+                     for name in dict.fromkeys(names)]
+    started_wall = min(r.started_wall for r in reports)
+    duration = max(r.duration_s for r in reports)
+    signal_name = control.signal_name or next((r.signal_name for r in reports if r.signal_name), None)
+    return RunResult(
+        scenario=plan.scenario_name,
+        source=plan.source,
+        target=base_url if plan.target_url else f"builtin ({base_url})",
+        engine=reports[0].engine,
+        engine_reason=reports[0].engine_reason,
+        started_at=started_wall,
+        finished_at=started_wall + duration,
+        duration_s=duration,
+        stages=stages,
+        totals=RequestStats.merged([stage.totals for stage in stages]),
+        by_request=list(zip(dict.fromkeys(names), per_entry_run)),
+        runner_version=__version__,
+        interrupted=control.stopping or signal_name is not None,
+        interrupt_signal=signal_name,
+        generator=generator_verdict(stages, [r.health for r in reports]),
+    )
+
+
+def generator_verdict(stages: list[StageResult], processes: list[dict]) -> dict[str, Any]:
+    """Say whether the numbers describe the server, or a generator that could not keep up."""
+    reasons = []
+    dropped = sum(stage.totals.dropped for stage in stages)
+    if dropped:
+        reasons.append(f"{dropped} arrivals dropped: every in-flight slot was busy (raise max_in_flight)")
+    for stage in stages:
+        if stage.target_rate is not None and not stage.rate_met:
+            reasons.append(f"stage {stage.name}: achieved {stage.achieved_rate:.1f}/s of "
+                           f"{stage.target_rate:.1f}/s requested")
+    worst_lag = max((p["loop_lag_ms"]["p99"] for p in processes), default=0.0)
+    if worst_lag > LAG_P99_LIMIT_MS:
+        reasons.append(f"event-loop lag p99 {worst_lag:.1f} ms > {LAG_P99_LIMIT_MS:.0f} ms: "
+                       f"the generator was too busy to send and read on time")
+    return {
+        "verdict": "saturated" if reasons else "ok",
+        "reasons": reasons,
+        "processes": len(processes),
+        "peak_rss_mb": max((p["peak_rss_mb"] for p in processes), default=0.0),
+        "cpu_s": round(sum(p["cpu_s"] for p in processes), 3),
+        "event_loop": processes[0]["event_loop"] if processes else "asyncio",
+        "loop_lag_p99_ms": worst_lag,
+        "per_process": processes,
+    }

@@ -46,12 +46,14 @@ class Summary(_Strict):
     requests: int = Field(description="Requests completed: always ok + failed.")
     ok: int = Field(description="Responses with a status below 400.")
     failed: int = Field(description="Responses with status >= 400 plus requests with no response (see errors).")
+    dropped: int = Field(description="Open model: arrivals never sent because every in-flight slot was busy.")
     rps: float = Field(description="requests / duration_s.")
     duration_s: float
     bytes: int = Field(description="Response body bytes received.")
     status_codes: dict[str, int]
     errors: dict[str, int] = Field(description="Error class -> count, for requests that got no response.")
-    latency_ms: LatencyMs
+    latency_ms: LatencyMs = Field(description="From the intended send time (open model) or the send (closed).")
+    service_time_ms: LatencyMs = Field(description="From the actual send: what the server alone took.")
     latency_histogram: LatencyHistogram
 
 
@@ -59,15 +61,49 @@ class NamedSummary(Summary):
     name: str
 
 
+class RateReport(_Strict):
+    """Open model: what was asked and what the generator achieved."""
+
+    requested_from: float
+    requested_to: float
+    requested_mean: float
+    achieved: float = Field(description="Arrivals sent per second over the arrival window.")
+    scheduled: int = Field(description="Arrivals due: sent + dropped.")
+    late_sends: int = Field(description="Sends more than 10 ms after their due time (still measured from it).")
+    met: bool = Field(description="achieved >= 95% of requested.")
+
+
+class IntervalLatency(_Strict):
+    p50: float
+    p90: float
+    p99: float
+    max: float
+
+
+class Interval(_Strict):
+    """One time-series bucket; sums over a stage's buckets equal its totals."""
+
+    t: float = Field(description="End of the interval, seconds after the stage start.")
+    sent: int
+    ok: int
+    failed: int
+    dropped: int
+    in_flight: int
+    rps: float
+    latency_ms: IntervalLatency
+
+
 class StageSummary(NamedSummary):
     index: int
-    model: str = Field(description="'closed': workers send back to back.")
-    concurrency: int
+    model: str = Field(description="'closed' (workers send back to back) or 'open' (arrival rate).")
+    concurrency: int = Field(description="Most requests in flight allowed (workers, or max_in_flight).")
     planned_requests: int | None
     planned_duration_s: float | None
     started_at: str
     interrupted: bool
+    rate: RateReport | None = None
     by_request: list[NamedSummary]
+    timeseries: list[Interval]
 
 
 class ScenarioRef(_Strict):
@@ -80,12 +116,31 @@ class EngineRef(_Strict):
     reason: str
 
 
+class LoopLag(_Strict):
+    p50: float
+    p99: float
+    max: float
+
+
+class ProcessHealth(_Strict):
+    cpu_s: float
+    cpu_percent: float
+    loop_lag_ms: LoopLag
+    event_loop: str
+    peak_rss_mb: float
+
+
 class Generator(_Strict):
     """The load generator's own health, so a reader can tell server limits from client limits."""
 
-    peak_rss_mb: float = Field(description="Peak resident memory of the runner process.")
-    cpu_s: float = Field(description="CPU seconds (user + system) the runner process used.")
+    verdict: str = Field(description="'ok', or 'saturated' when the generator could not keep up.")
+    reasons: list[str]
+    processes: int
+    peak_rss_mb: float = Field(description="Largest peak resident memory of any runner process.")
+    cpu_s: float = Field(description="CPU seconds (user + system) of all runner processes.")
     event_loop: str = Field(description="'uvloop' or 'asyncio'.")
+    loop_lag_p99_ms: float
+    per_process: list[ProcessHealth]
 
 
 class RunResultModel(_Strict):

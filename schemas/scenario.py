@@ -13,7 +13,7 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .units import Duration, Size
+from .units import Duration, Rate, Size
 
 #: Variables every request template may use besides ``vars``; filled per request.
 RUNTIME_VARIABLES = ("seq", "worker")
@@ -91,22 +91,72 @@ class Request(_Model):
         return _TEMPLATE_FIELD.findall(self.path)
 
 
-class Stage(_Model):
-    """A closed-model stage: ``concurrency`` workers send requests back to back.
+class ConcurrencyRamp(_Model):
+    """Concurrency that changes linearly from ``from`` to ``to`` over the stage's duration."""
 
-    The stage ends after ``requests`` requests in total, or after
-    ``duration``, whichever comes first; at least one of them is required.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    start: int = Field(alias="from", ge=0)
+    end: int = Field(alias="to", ge=0)
+
+    @model_validator(mode="after")
+    def _someone_works(self) -> "ConcurrencyRamp":
+        if max(self.start, self.end) == 0:
+            raise ValueError("'from' or 'to' must be > 0")
+        return self
+
+
+class RateRamp(_Model):
+    """An arrival rate that changes linearly from ``from`` to ``to`` over the stage's duration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    start: Rate = Field(alias="from")
+    end: Rate = Field(alias="to")
+
+
+class Stage(_Model):
+    """One stage, in one of two load models.
+
+    Closed model (``concurrency``): that many workers send back to back, each
+    waiting for its answer; a ramp ``{from, to}`` changes the worker count
+    linearly over ``duration``. Open model (``rate``): requests arrive on a
+    fixed timeline whether or not earlier ones were answered, at most
+    ``max_in_flight`` at once; arrivals that find no free slot are counted as
+    dropped. A stage ends after ``requests`` requests or ``duration``,
+    whichever comes first.
     """
 
     name: str | None = None
-    requests: int | None = Field(None, gt=0, description="Total requests the stage sends.")
+    requests: int | None = Field(None, gt=0, description="Total requests (closed) or arrivals (open) of the stage.")
     duration: Duration | None = Field(None, gt=0, description="How long the stage runs.")
-    concurrency: int = Field(gt=0, description="Number of workers, each with one request in flight.")
+    concurrency: int | ConcurrencyRamp | None = Field(
+        None, description="Closed model: number of workers, or a ramp {from: 10, to: 500} over the duration.")
+    rate: Rate | RateRamp | None = Field(
+        None, description="Open model: arrivals per second (2000/s), or a ramp {from: 100/s, to: 5000/s}.")
+    max_in_flight: int | None = Field(
+        None, gt=0, description="Open model: most requests outstanding at once (default 1000).")
+    grace: Duration = Field(
+        5.0, description="How long in-flight requests may finish after a duration ends; the rest are cut off.")
+
+    @field_validator("concurrency")
+    @classmethod
+    def _positive_concurrency(cls, value):
+        if isinstance(value, int) and value <= 0:
+            raise ValueError(f"must be > 0 (got {value})")
+        return value
 
     @model_validator(mode="after")
-    def _bounded(self) -> "Stage":
+    def _one_model_and_bounded(self) -> "Stage":
+        if (self.concurrency is None) == (self.rate is None):
+            raise ValueError("a stage needs exactly one of 'concurrency' (closed model) or 'rate' (open model)")
         if self.requests is None and self.duration is None:
             raise ValueError("a stage needs 'requests' or 'duration' (or both), so that it ends by itself")
+        ramp = isinstance(self.concurrency, ConcurrencyRamp) or isinstance(self.rate, RateRamp)
+        if ramp and self.duration is None:
+            raise ValueError("a ramp ({from, to}) needs a 'duration' to ramp over")
+        if self.max_in_flight is not None and self.rate is None:
+            raise ValueError("'max_in_flight' applies to the open model only (a stage with 'rate')")
         return self
 
 
@@ -133,6 +183,9 @@ class Scenario(_Model):
     vars: dict[str, Union[str, int, float]] = Field(default_factory=dict)
     flow: list[Request] = Field(min_length=1, description="Requests each worker sends, in order, round and round.")
     stages: list[Stage] = Field(min_length=1)
+    workers: int | Literal["auto"] = Field(
+        1, description="Processes that share the load (each with its own event loop); 'auto' = one per CPU.")
+    interval: Duration = Field(1.0, gt=0, description="Width of the time-series buckets in the results.")
     outputs: dict[str, str] = Field(
         default_factory=dict, description="Reporter name to output path, e.g. {json: results/run.json}.",
     )
@@ -145,6 +198,13 @@ class Scenario(_Model):
         if not re.match(r"^https?://[^/\s:]+(:\d{1,5})?(/\S*)?$", value):
             raise ValueError(f"target must be 'builtin' or an http(s) URL such as http://127.0.0.1:8080 (got {value!r})")
         return value.rstrip("/")
+
+    @field_validator("workers")
+    @classmethod
+    def _positive_workers(cls, value):
+        if isinstance(value, int) and value <= 0:
+            raise ValueError(f"must be > 0 or 'auto' (got {value})")
+        return value
 
     @field_validator("vars")
     @classmethod

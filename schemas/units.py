@@ -40,6 +40,23 @@ def parse_duration(value: Any) -> float:
     return total
 
 
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(ms|s|sec|m|min|h)\s*$")
+_RATE_UNITS = {"ms": 1000.0, "s": 1.0, "sec": 1.0, "m": 1 / 60.0, "min": 1 / 60.0, "h": 1 / 3600.0}
+
+
+def parse_rate(value: Any) -> float:
+    """Return arrivals per second for ``2000/s``, ``120/m``, ``1/ms`` or a bare number (per second)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a rate such as 100/s, 6000/m or 2/ms")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        match = _RATE.match(value)
+        if match:
+            return float(match.group(1)) * _RATE_UNITS[match.group(2)]
+    raise ValueError(f"invalid rate {value!r}: use requests per time unit, e.g. 100/s, 6000/m, 2/ms")
+
+
 def parse_size(value: Any) -> int:
     """Return bytes for ``1024``, ``1KiB``, ``2MB``, ``1.5MiB``."""
     if isinstance(value, bool):
@@ -77,5 +94,18 @@ Size = Annotated[
             {"type": "string", "pattern": r"^\d+(\.\d+)?\s*([KMGkmg]i?B|B)?$"},
         ],
         "description": "A size: bytes as an integer, or a string like 512B, 1KiB, 2MB.",
+    }),
+]
+
+Rate = Annotated[
+    float,
+    BeforeValidator(parse_rate),
+    Field(gt=0),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0},
+            {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*/\s*(ms|s|sec|m|min|h)\s*$"},
+        ],
+        "description": "Arrivals per time unit: a number (per second) or a string like 100/s, 6000/m.",
     }),
 ]

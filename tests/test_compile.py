@@ -35,7 +35,7 @@ def test_plan_is_immutable_plain_data(tmp_path):
     assert [s.name for s in plan.stages] == ["stage-1", "soak"]
     assert plan.stages[1].duration_s == 60.0 and plan.stages[1].requests is None
     with pytest.raises(dataclasses.FrozenInstanceError):
-        plan.stages[0].concurrency = 5
+        plan.stages[0].requests = 5
     assert plan.max_concurrency == 2
 
 

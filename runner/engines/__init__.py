@@ -14,18 +14,22 @@ def select_engine(plan: Plan, base_url: str | None = None) -> tuple[type, str]:
     ``base_url`` is the URL actually loaded (the built-in target's when the
     plan has none); without it the plan's own target is judged.
     """
-    from .aiohttp_engine import AiohttpEngine
-
-    if plan.engine == "aiohttp":
-        return AiohttpEngine, "requested by the scenario (engine: aiohttp)"
+    # Import only the engine that runs: importing aiohttp alone takes a good
+    # fraction of a second.
     from .fast import FastEngine, unsupported_reason
 
     if plan.engine == "fast":
         return FastEngine, "requested by the scenario (engine: fast)"
-    lacking = unsupported_reason(plan, base_url)
-    if lacking is None:
-        return FastEngine, "engine: auto; the scenario uses only what the fast engine supports"
-    return AiohttpEngine, f"engine: auto; the fast engine does not support {lacking}"
+    if plan.engine == "auto":
+        lacking = unsupported_reason(plan, base_url)
+        if lacking is None:
+            return FastEngine, "engine: auto; the scenario uses only what the fast engine supports"
+        reason = f"engine: auto; the fast engine does not support {lacking}"
+    else:
+        reason = "requested by the scenario (engine: aiohttp)"
+    from .aiohttp_engine import AiohttpEngine
+
+    return AiohttpEngine, reason
 
 
 __all__ = ["Channel", "Engine", "ERROR_CLASSES", "TransportError", "select_engine"]

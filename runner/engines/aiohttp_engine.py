@@ -72,6 +72,10 @@ class _AiohttpChannel:
                 request.method, url, headers=engine.headers[request.index], data=request.body,
                 allow_redirects=False, timeout=engine.timeouts[request.index],
             ) as response:
+                length = response.content_length
+                if length is not None and length <= _READ_CHUNK:
+                    # small bodies in one call: measurably cheaper than the chunk loop
+                    return response.status, len(await response.read())
                 received = 0
                 content = response.content
                 while True:

@@ -20,15 +20,17 @@ def is_ok_status(status: int) -> bool:
 class RequestStats:
     """Counters and latency histogram of one request name in one stage."""
 
-    __slots__ = ("ok", "failed", "bytes", "status_codes", "errors", "latency")
+    __slots__ = ("ok", "failed", "dropped", "bytes", "status_codes", "errors", "latency", "service")
 
     def __init__(self) -> None:
         self.ok = 0
         self.failed = 0
+        self.dropped = 0  # open model: arrivals that found no free slot and were never sent
         self.bytes = 0
         self.status_codes: dict[int, int] = {}
         self.errors: dict[str, int] = {}
-        self.latency = Histogram()
+        self.latency = Histogram()  # from the intended send time (open model) or the send (closed)
+        self.service = Histogram()  # from the actual send: what the server alone took
 
     @property
     def requests(self) -> int:
@@ -51,16 +53,32 @@ class RequestStats:
         self.errors[error_class] = self.errors.get(error_class, 0) + 1
         self.latency.record(latency_us)
 
+    def timed_response(self, status: int, body_bytes: int, latency_us: int, service_us: int) -> None:
+        """Open model: like :meth:`response`, plus the service time from the actual send."""
+        self.response(status, body_bytes, latency_us)
+        self.service.record(service_us)
+
+    def timed_failure(self, error_class: str, latency_us: int, service_us: int) -> None:
+        """Open model: like :meth:`failure`, plus the service time from the actual send."""
+        self.failure(error_class, latency_us)
+        self.service.record(service_us)
+
+    def adopt_latency_as_service(self) -> None:
+        """Closed model: a request is sent when it is due, so service time equals latency."""
+        self.service = self.latency.copy()
+
     def merge(self, other: "RequestStats") -> "RequestStats":
         """Add ``other`` into this one and return self."""
         self.ok += other.ok
         self.failed += other.failed
+        self.dropped += other.dropped
         self.bytes += other.bytes
         for code, count in other.status_codes.items():
             self.status_codes[code] = self.status_codes.get(code, 0) + count
         for name, count in other.errors.items():
             self.errors[name] = self.errors.get(name, 0) + count
         self.latency.merge(other.latency)
+        self.service.merge(other.service)
         return self
 
     @classmethod
