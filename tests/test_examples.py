@@ -13,6 +13,9 @@ SMALL = {
     "million": ["--set", "stages.0.requests=5000", "--set", "stages.0.concurrency=100"],
     "hello": ["--set", "stages.1.duration=1s", "--set", "stages.1.requests=2000"],
     "seed-async": [],  # already small: 100 requests, random 0-3 s delays
+    "open-rate": ["--set", "stages.0.duration=1s", "--set", "stages.1.duration=1s"],
+    "ramp-users": ["--set", "stages.0.duration=1s", "--set", "stages.1.duration=1s"],
+    "multi-core": ["--set", "stages.0.requests=2000", "--set", "stages.1.duration=1s", "--set", "workers=2"],
 }
 
 
