@@ -1,9 +1,11 @@
 """The reporter interface and the registry of reporters by name.
 
-A reporter turns a finished :class:`~runner.result.RunResult` into bytes. It
-never opens files, reads the clock or touches the network: the CLI decides
-where the bytes go (a file written atomically, or stdout), so every reporter
-can also re-render a saved result later. Third-party reporters register in the
+A reporter turns a finished result, as the documented JSON-shaped dict
+(``schemas/result.schema.json``), into bytes. It never opens files, reads the
+clock or touches the network: the CLI decides where the bytes go (a file
+written atomically, or stdout). Because the input is the same dict the JSON
+reporter writes, any reporter can re-render a saved result later
+(``runner report``). Third-party reporters register in the
 ``runner.reporters`` entry-point group and are used like built-in ones:
 ``--out NAME=PATH``.
 """
@@ -11,10 +13,7 @@ can also re-render a saved result later. Third-party reporters register in the
 from __future__ import annotations
 
 from importlib import metadata
-from typing import TYPE_CHECKING, ClassVar, Protocol
-
-if TYPE_CHECKING:
-    from runner.result import RunResult
+from typing import Any, ClassVar, Protocol
 
 ENTRY_POINT_GROUP = "runner.reporters"
 
@@ -24,7 +23,7 @@ class Reporter(Protocol):
 
     name: ClassVar[str]
 
-    def render(self, result: "RunResult") -> bytes:
+    def render(self, result: dict[str, Any]) -> bytes:
         ...
 
 

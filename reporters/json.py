@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import orjson
-
-if TYPE_CHECKING:
-    from runner.result import RunResult
 
 
 class JsonReporter:
     name = "json"
 
-    def render(self, result: "RunResult") -> bytes:
-        return orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2) + b"\n"
+    def render(self, result: dict[str, Any]) -> bytes:
+        return orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n"

@@ -124,8 +124,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = execute(plan, on_progress=progress)
     if progress is not None:
         progress.finish()
+    document = result.to_dict()
     for output in outputs:
-        write_atomic(output.path, reporters[output.reporter]().render(result))
+        write_atomic(output.path, reporters[output.reporter]().render(document))
         if output.path != "-" and not args.quiet:
             print(f"wrote {output.reporter} report to {output.path}", file=sys.stderr)
     return exit_code_for(result)

@@ -90,6 +90,9 @@ def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>") -> P
             body=request.body.encode() if request.body is not None else None,
             timeout_s=request.timeout or scenario.defaults.timeout,
             is_static=static,
+            connect_timeout_s=scenario.defaults.connect_timeout,
+            read_timeout_s=scenario.defaults.read_timeout,
+            max_response_bytes=scenario.defaults.max_response_size,
         ))
     stages = tuple(_stage_plan(i, stage) for i, stage in enumerate(scenario.stages))
     builtin = scenario.builtin

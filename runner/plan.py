@@ -26,8 +26,13 @@ class RequestPlan:
     render_path: PathRenderer
     headers: tuple[tuple[str, str], ...]
     body: bytes | None
-    timeout_s: float
+    timeout_s: float  # total: connect + send + whole response
     is_static: bool  # True when the path has no per-request fields
+    connect_timeout_s: float = 10.0  # TCP connect (within timeout_s)
+    read_timeout_s: float | None = None  # longest silence while waiting for response bytes; None = total only
+    max_response_bytes: int = 0  # body bytes after which the request fails as body_too_large; 0 = no limit
+    capture_headers: bool = False  # engines keep response headers for checks (channel.captured)
+    capture_body: int = 0  # engines keep up to this many body bytes for checks; 0 = none
 
 
 @dataclass(frozen=True, slots=True)

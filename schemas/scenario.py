@@ -50,7 +50,12 @@ class Defaults(_Model):
     """Settings every request inherits unless it sets its own."""
 
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout: Duration = Field(30.0, gt=0, description="Total time allowed for one request.")
+    timeout: Duration = Field(30.0, gt=0, description="Total time allowed for one request, connect included.")
+    connect_timeout: Duration = Field(10.0, gt=0, description="Time allowed to establish a connection.")
+    read_timeout: Duration | None = Field(
+        None, gt=0, description="Longest silence allowed while waiting for response bytes (default: total only).")
+    max_response_size: Size = Field(
+        0, description="A response body larger than this fails as body_too_large; 0 means no limit.")
 
 
 class Request(_Model):

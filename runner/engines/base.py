@@ -10,7 +10,7 @@ be swapped without touching them.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Awaitable, Protocol
 
 from ..plan import Plan, RequestPlan
 
@@ -41,10 +41,23 @@ class TransportError(Exception):
 
 
 class Channel(Protocol):
-    """One worker's way of sending requests (for example one keep-alive connection)."""
+    """One worker's way of sending requests (for example one keep-alive connection).
 
-    async def send(self, request: RequestPlan, seq: int, worker: int) -> tuple[int, int]:
-        """Send one request; return (HTTP status, response body bytes) or raise TransportError."""
+    ``captured`` is set by ``send`` when the request asks for it
+    (``capture_headers`` / ``capture_body``): ``(headers, body)`` with header
+    names lower-cased (repeated headers joined with ", ") and at most
+    ``capture_body`` bytes of the body; otherwise it is None. It stays valid
+    until the next ``send``.
+    """
+
+    captured: tuple[dict[str, str], bytes] | None
+
+    def send(self, request: RequestPlan, seq: int, worker: int) -> Awaitable[tuple[int, int]]:
+        """Send one request; resolve to (HTTP status, response body bytes) or raise TransportError.
+
+        An engine may return a Future instead of a coroutine, so the hot path
+        creates no coroutine per request; callers only ``await`` the result.
+        """
         ...
 
     async def aclose(self) -> None:
