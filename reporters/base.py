@@ -29,9 +29,12 @@ class Reporter(Protocol):
 
 def _builtin() -> dict[str, type]:
     from .console import ConsoleReporter
+    from .csv import CsvReporter
+    from .html import HtmlReporter
     from .json import JsonReporter
+    from .junit import JUnitReporter
 
-    return {cls.name: cls for cls in (ConsoleReporter, JsonReporter)}
+    return {cls.name: cls for cls in (ConsoleReporter, JsonReporter, CsvReporter, JUnitReporter, HtmlReporter)}
 
 
 def available_reporters() -> dict[str, type]:

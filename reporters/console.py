@@ -62,4 +62,47 @@ class ConsoleReporter:
                      f"loop lag p99 {health['loop_lag_p99_ms']:.1f} ms, {health['event_loop']}")
         lines += [f"    {reason}" for reason in health["reasons"]]
         lines += [f"  note: {note}" for note in result["notes"]]
+        lines += _checks_table(result.get("checks", []))
+        lines += _verdict_table(result)
         return ("\n".join(lines) + "\n").encode()
+
+
+def _checks_table(checks: list[dict]) -> list[str]:
+    if not checks:
+        return []
+    lines = ["", "  checks:"]
+    for row in checks:
+        total = row["passes"] + row["fails"]
+        mark = "PASS" if row["fails"] == 0 else "FAIL"
+        lines.append(f"    {mark}  {row['request']}: {row['name']}  "
+                     f"({row['passes']:,}/{total:,} passed, {100.0 * row['passes'] / total if total else 0:.2f}%)")
+    return lines
+
+
+def _verdict_table(result: dict) -> list[str]:
+    """The PASS/FAIL table every run ends with: each threshold with its measured value."""
+    thresholds = result.get("thresholds", [])
+    lines = [""]
+    if result.get("aborted"):
+        lines.append(f"  ABORTED at {result['aborted']['at_s']:.1f} s: {result['aborted']['reason']}")
+    if thresholds:
+        lines.append("  thresholds:")
+        for row in thresholds:
+            mark = "PASS" if row["passed"] else "FAIL"
+            measured = "no data" if row["actual"] is None else _measured(row)
+            extra = f" ({row['reason']})" if row["reason"] and row["actual"] is not None else ""
+            lines.append(f"    {mark}  {row['expression']:<40} measured {measured}{extra}")
+    lines.append(f"  result: {'PASS' if result.get('passed', True) else 'FAIL'}"
+                 + ("" if thresholds else " (no thresholds)"))
+    return lines
+
+
+def _measured(row: dict) -> str:
+    value = row["actual"]
+    if row["unit"] == "ms":
+        return f"{value:,.2f} ms"
+    if row["unit"] == "ratio":
+        return f"{100 * value:.3f}%"
+    if row["unit"] == "per_s":
+        return f"{value:,.1f}/s"
+    return f"{value:,.0f}"

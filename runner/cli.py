@@ -27,7 +27,7 @@ EXIT_SIGTERM = 143
 
 EXIT_CODES_HELP = """exit codes:
   0    the run completed (and every threshold passed)
-  1    a threshold or check failed
+  1    a threshold failed, abort_on_fail stopped the run, or compare found a regression
   2    usage or scenario error (bad flag, invalid YAML, unwritable output path)
   3    the target could not be reached at all (no request got a response)
   4    this machine cannot run the scenario as asked (e.g. open-file limit too low)
@@ -66,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a scenario field, e.g. --set stages.0.requests=5000 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress line and no console summary")
 
+    report = commands.add_parser("report", help="re-render a saved JSON result with any reporters")
+    report.add_argument("result", help="a result written by --out json=PATH")
+    report.add_argument("--out", action="append", default=[], metavar="NAME=PATH",
+                        help="reporter and destination (repeatable); default: console on stdout")
+
+    compare = commands.add_parser("compare", help="compare a result with a baseline; exit 1 on a regression")
+    compare.add_argument("baseline", help="baseline result JSON")
+    compare.add_argument("current", help="current result JSON")
+    compare.add_argument("--max-regression", action="append", default=[], metavar="METRIC=LIMIT",
+                         help="e.g. p95=10%%, rps=5%%, error_rate=1%% (repeatable; default p95, p99, "
+                              "error_rate and rps limits)")
+
     validate = commands.add_parser("validate", help="check scenario files without running them")
     validate.add_argument("scenarios", nargs="+")
     validate.add_argument("--set", action="append", default=[], metavar="dotted.key=value", dest="overrides")
@@ -86,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        handler = {"run": _cmd_run, "validate": _cmd_validate, "schema": _cmd_schema, "serve": _cmd_serve}
+        handler = {"run": _cmd_run, "validate": _cmd_validate, "schema": _cmd_schema, "serve": _cmd_serve,
+                   "report": _cmd_report, "compare": _cmd_compare}
         return handler[args.command](args)
     except RunnerError as exc:
         print(f"runner: error: {exc}", file=sys.stderr)
@@ -129,16 +142,61 @@ def _cmd_run(args: argparse.Namespace) -> int:
         write_atomic(output.path, reporters[output.reporter]().render(document))
         if output.path != "-" and not args.quiet:
             print(f"wrote {output.reporter} report to {output.path}", file=sys.stderr)
-    return exit_code_for(result)
+    return exit_code_for(document)
 
 
-def exit_code_for(result) -> int:
-    if result.interrupted:
-        return EXIT_SIGTERM if result.interrupt_signal == "SIGTERM" else EXIT_SIGINT
-    totals = result.totals
-    if totals.requests and not totals.status_codes and set(totals.errors) <= _UNREACHABLE:
+def exit_code_for(document: dict) -> int:
+    """Which outcome wins when several apply: interrupted, then unreachable, then failed thresholds."""
+    if document["interrupted"]:
+        return EXIT_SIGTERM if document["interrupt_signal"] == "SIGTERM" else EXIT_SIGINT
+    totals = document["totals"]
+    if totals["requests"] and not totals["status_codes"] and set(totals["errors"]) <= _UNREACHABLE:
         return EXIT_TARGET_UNREACHABLE
+    if not document.get("passed", True):
+        return EXIT_THRESHOLDS_FAILED
     return EXIT_OK
+
+
+def _load_result(path: str) -> dict:
+    import orjson
+
+    try:
+        document = orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: file not found")
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: not a readable JSON result ({exc})")
+    if not isinstance(document, dict) or "totals" not in document or "stages" not in document:
+        raise UsageError(f"{path}: not a runner result (no 'totals' and 'stages')")
+    return document
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from reporters.base import available_reporters
+
+    from .output import check_writable, parse_out, write_atomic
+
+    reporters = available_reporters()
+    document = _load_result(args.result)
+    outputs = [parse_out(item, set(reporters)) for item in args.out] or [parse_out("console", set(reporters))]
+    for output in outputs:
+        check_writable(output)
+    for output in outputs:
+        write_atomic(output.path, reporters[output.reporter]().render(document))
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import DEFAULT_LIMITS, compare, parse_limit, render_comparison
+
+    baseline, current = _load_result(args.baseline), _load_result(args.current)
+    try:
+        limits = dict(parse_limit(item) for item in args.max_regression) or dict(DEFAULT_LIMITS)
+    except ValueError as exc:
+        raise UsageError(f"--max-regression: {exc}")
+    comparison = compare(baseline, current, limits)
+    print(render_comparison(comparison))
+    return EXIT_THRESHOLDS_FAILED if comparison.regressed else EXIT_OK
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

@@ -13,7 +13,9 @@ from functools import partial
 from pathlib import Path
 
 from schemas.scenario import ConcurrencyRamp, RateRamp, Scenario, Stage
+from schemas.thresholds import AbortOnFail
 
+from .checks import CHECK_BODY_LIMIT, compile_checks
 from .plan import BuiltinTargetPlan, PathRenderer, Plan, RequestPlan, StagePlan
 
 _FIELD = re.compile(r"\{([^{}]*)\}")
@@ -80,6 +82,7 @@ def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>") -> P
     for index, request in enumerate(scenario.flow):
         headers = {**default_headers, **request.headers}
         render, static = compile_path(request.path, scenario.vars)
+        checks, has_status_check, needs_headers, needs_body = compile_checks(request.checks or scenario.defaults.checks)
         flow.append(RequestPlan(
             index=index,
             name=request.display_name(),
@@ -93,6 +96,10 @@ def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>") -> P
             connect_timeout_s=scenario.defaults.connect_timeout,
             read_timeout_s=scenario.defaults.read_timeout,
             max_response_bytes=scenario.defaults.max_response_size,
+            capture_headers=needs_headers,
+            capture_body=CHECK_BODY_LIMIT if needs_body else 0,
+            checks=checks,
+            has_status_check=has_status_check,
         ))
     stages = tuple(_stage_plan(i, stage) for i, stage in enumerate(scenario.stages))
     builtin = scenario.builtin
@@ -106,6 +113,11 @@ def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>") -> P
         stages=stages,
         outputs=tuple(scenario.outputs.items()),
         workers=(os.cpu_count() or 1) if scenario.workers == "auto" else scenario.workers,
+        thresholds=tuple(scenario.thresholds),
+        threshold_sources=tuple(scenario.source_of(("thresholds", i), str(source))
+                                for i in range(len(scenario.thresholds))),
+        abort_on_fail=bool(scenario.abort_on_fail),
+        abort_delay_s=scenario.abort_on_fail.delay if isinstance(scenario.abort_on_fail, AbortOnFail) else 0.0,
         interval_s=scenario.interval,
     )
 

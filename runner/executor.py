@@ -41,6 +41,7 @@ class RunControl:
     stopping: bool = False
     hurry: bool = False  # a second signal: do not wait for in-flight requests
     signal_name: str | None = None
+    aborted: dict | None = None  # set when abort_on_fail stopped the run: {"reason", "at_s"}
 
 
 @dataclass
@@ -90,19 +91,24 @@ class Executor:
     control: RunControl = field(default_factory=RunControl)
     on_progress: ProgressCallback | None = None
 
+    def __post_init__(self) -> None:
+        self.completed: list[StageOutcome] = []
+        self.live: StageOutcome | None = None  # the running stage, for abort_on_fail's provisional results
+
     async def run(self) -> list[StageOutcome]:
-        outcomes = []
         for stage in self.plan.stages:
             if self.control.stopping:
                 break
-            outcomes.append(await self.run_stage(stage))
-        return outcomes
+            self.completed.append(await self.run_stage(stage))
+        self.live = None
+        return self.completed
 
     async def run_stage(self, stage: StagePlan) -> StageOutcome:
         stats = [RequestStats() for _ in self.plan.flow]
         state = _StageState()
         sampler = SeriesSampler()
         started_wall, started = time.time(), time.perf_counter()
+        self.live = StageOutcome(stage, stats, started_wall, 0.0, sampler.buckets)
         ticker = asyncio.create_task(self._tick(stage, stats, state, sampler, started))
         try:
             if stage.model == "open":
@@ -127,6 +133,9 @@ class Executor:
             await asyncio.sleep(max(0.0, next_tick - time.perf_counter()))
             next_tick += interval
             sampler.sample(stats, state.started)
+            if self.live is not None:
+                self.live.duration_s = time.perf_counter() - started
+                self.live.scheduled = state.scheduled
             if self.on_progress is not None:
                 completed = sum(s.ok + s.failed for s in stats)
                 self.on_progress(Progress(stage, completed, sum(s.failed for s in stats),
@@ -181,7 +190,12 @@ class Executor:
                     except Exception:  # an engine bug must not kill the run: count it
                         record.failure("other", (perf_ns() - start) // 1000)
                     else:
-                        record.response(status, received, (perf_ns() - start) // 1000)
+                        if request.checks:
+                            captured = getattr(channel, "captured", None) or (None, None)
+                            record.checked_response(status, received, (perf_ns() - start) // 1000, request,
+                                                    captured[0], captured[1])
+                        else:
+                            record.response(status, received, (perf_ns() - start) // 1000)
                     in_send = False
             except asyncio.CancelledError:
                 if in_send:  # cut off at the end of the grace period: sent, never answered
@@ -256,8 +270,13 @@ class Executor:
                         record.timed_failure("other", (end - intended) // 1000, (end - started_ns) // 1000)
                     else:
                         end = perf_ns()
-                        record.timed_response(status, received, (end - intended) // 1000,
-                                              (end - started_ns) // 1000)
+                        if request.checks:
+                            captured = getattr(channel, "captured", None) or (None, None)
+                            record.checked_response(status, received, (end - intended) // 1000, request,
+                                                    captured[0], captured[1], (end - started_ns) // 1000)
+                        else:
+                            record.timed_response(status, received, (end - intended) // 1000,
+                                                  (end - started_ns) // 1000)
                     in_send = False
             except asyncio.CancelledError:
                 if in_send:

@@ -94,15 +94,43 @@ async def _run(plan: Plan, base_url: str, control: RunControl, on_progress: Prog
     started_wall, started, cpu_before = time.time(), time.perf_counter(), cpu_seconds()
     monitor.start()
     executor = Executor(plan, engine, control, on_progress)
+    watcher = asyncio.create_task(_abort_when_lost(plan, base_url, executor, control)) if plan.abort_on_fail else None
     with _stop_on_signals(control, signals):
         try:
             outcomes = await executor.run()
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await engine.aclose()
             await monitor.stop()
     duration = time.perf_counter() - started
     health = process_health(monitor, cpu_seconds() - cpu_before, duration)
     return ProcessReport(outcomes, engine.name, reason, started_wall, duration, health, control.signal_name)
+
+
+async def _abort_when_lost(plan: Plan, base_url: str, executor: Executor, control: RunControl) -> None:
+    """abort_on_fail: judge the thresholds on the numbers so far, once per interval, after the delay."""
+    started = time.perf_counter()
+    while not control.stopping:
+        await asyncio.sleep(plan.interval_s)
+        elapsed = time.perf_counter() - started
+        if elapsed < plan.abort_delay_s:
+            continue
+        outcomes = list(executor.completed) + ([executor.live] if executor.live is not None else [])
+        if not outcomes:
+            continue
+        report = ProcessReport(outcomes, "", "", time.time() - elapsed, elapsed, _EMPTY_HEALTH)
+        failed = [t for t in build_result(plan, base_url, [report], RunControl()).to_dict()["thresholds"]
+                  if not t["passed"] and not (t["reason"] or "").startswith("no data")]
+        if failed:
+            control.aborted = {"reason": f"threshold failed: {failed[0]['expression']} "
+                                         f"(measured {failed[0]['actual']})", "at_s": round(elapsed, 3)}
+            control.stopping = True
+            return
+
+
+_EMPTY_HEALTH = {"cpu_s": 0.0, "cpu_percent": 0.0, "loop_lag_ms": {"p50": 0.0, "p99": 0.0, "max": 0.0},
+                 "event_loop": "", "peak_rss_mb": 0.0}
 
 
 def process_health(monitor: LoopLagMonitor, cpu_s: float, duration_s: float) -> dict:

@@ -348,7 +348,37 @@ def validate_data(marked: _Marked, source: str, known_reporters: Iterable[str] |
             problem = Problem(origin, line, column, format_path(shown), message)
             if not any((p.source, p.line, p.field) == (problem.source, problem.line, problem.field) for p in problems):
                 problems.append(problem)  # a union reports each member's error; the first is enough
+    if scenario is not None:
+        problems += _threshold_problems(scenario, marked, source)
     if problems:
         raise ScenarioError(problems)
     assert scenario is not None
+    scenario._sources.update(_threshold_sources(scenario, marked, source))
     return scenario
+
+
+def _threshold_sources(scenario: Scenario, marked: _Marked, source: str) -> dict:
+    sources = {}
+    for index in range(len(scenario.thresholds)):
+        origin, line, _ = _locate(marked, ("thresholds", index), source)
+        sources[("thresholds", index)] = f"{origin}:{line}" if line is not None else origin
+    return sources
+
+
+def _threshold_problems(scenario: Scenario, marked: _Marked, source: str) -> list[Problem]:
+    """A threshold naming a stage or request that does not exist would silently never judge anything."""
+    stages = [stage.name or f"stage-{i + 1}" for i, stage in enumerate(scenario.stages)]
+    requests = [request.display_name() for request in scenario.flow]
+    problems = []
+    for index, threshold in enumerate(scenario.thresholds):
+        if threshold.scope == "total":
+            continue
+        known = stages if threshold.scope == "stage" else requests
+        if threshold.target not in known:
+            origin, line, column = _locate(marked, ("thresholds", index), source)
+            close = difflib.get_close_matches(threshold.target or "", known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(Problem(origin, line, column, f"thresholds[{index}]",
+                                    f"no {threshold.scope} named '{threshold.target}'{hint}; "
+                                    f"{threshold.scope}s: {', '.join(known)}"))
+    return problems

@@ -33,6 +33,8 @@ class RequestPlan:
     max_response_bytes: int = 0  # body bytes after which the request fails as body_too_large; 0 = no limit
     capture_headers: bool = False  # engines keep response headers for checks (channel.captured)
     capture_body: int = 0  # engines keep up to this many body bytes for checks; 0 = none
+    checks: tuple = ()  # ((name, predicate), ...) from runner.checks; empty = status < 400 rule only
+    has_status_check: bool = False  # a status check replaces the default "status < 400 is ok" rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,10 @@ class Plan:
     stages: tuple[StagePlan, ...]
     outputs: tuple[tuple[str, str], ...]  # (reporter name, path)
     workers: int = 1  # processes sharing the load
+    thresholds: tuple = ()  # schemas.thresholds.Threshold (frozen pydantic values, judged after the run)
+    threshold_sources: tuple[str, ...] = ()  # "file:line" of each threshold
+    abort_on_fail: bool = False
+    abort_delay_s: float = 0.0
     interval_s: float = 1.0  # time-series bucket width
 
     @property

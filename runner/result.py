@@ -17,6 +17,7 @@ from . import __version__
 from .health import LAG_P99_LIMIT_MS, RATE_MET_RATIO
 from .metrics.recorder import RequestStats
 from .metrics.timeseries import Bucket, merge_series
+from .thresholds import check_summary, evaluate
 
 #: Quantiles reported under ``latency_ms``: key -> q.
 PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999))
@@ -54,6 +55,7 @@ def summary_block(stats: RequestStats, duration_s: float) -> dict[str, Any]:
         "latency_ms": latency_ms(stats.latency),
         "service_time_ms": latency_ms(stats.service),
         "latency_histogram": stats.latency.to_dict(),
+        "checks": {name: list(tally) for name, tally in stats.checks.items()},
     }
 
 
@@ -139,6 +141,7 @@ class StageResult:
         block.update(summary_block(self.totals, self.duration_s))
         block["by_request"] = [{"name": name, **summary_block(s, self.duration_s)} for name, s in self.by_request]
         block["timeseries"] = [bucket.to_dict(self.interval_s) for bucket in self.series]
+        block["checks"] = check_summary(block["by_request"])
         return block
 
 
@@ -162,9 +165,12 @@ class RunResult:
     interrupt_signal: str | None = None
     notes: list[str] = field(default_factory=list)
     generator: dict[str, Any] = field(default_factory=dict)
+    thresholds: tuple = ()  # schemas.thresholds.Threshold objects
+    threshold_sources: tuple = ()  # "file:line" of each
+    aborted: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        document = {
             "format_version": RESULT_FORMAT_VERSION,
             "runner_version": self.runner_version,
             "scenario": {"name": self.scenario, "source": self.source},
@@ -177,10 +183,18 @@ class RunResult:
             "histogram_relative_error": RELATIVE_ERROR,
             "notes": list(self.notes),
             "generator": dict(self.generator),
+            "passed": True,
+            "aborted": self.aborted,
+            "thresholds": [],
+            "checks": [],
             "totals": summary_block(self.totals, self.duration_s),
             "stages": [stage.to_dict() for stage in self.stages],
             "by_request": [{"name": name, **summary_block(s, self.duration_s)} for name, s in self.by_request],
         }
+        document["checks"] = check_summary(document["by_request"])
+        document["thresholds"] = evaluate(document, self.thresholds, self.threshold_sources)
+        document["passed"] = all(t["passed"] for t in document["thresholds"]) and self.aborted is None
+        return document
 
 
 def build_result(plan, base_url: str, reports: list, control) -> RunResult:
@@ -228,9 +242,12 @@ def build_result(plan, base_url: str, reports: list, control) -> RunResult:
         totals=RequestStats.merged([stage.totals for stage in stages]),
         by_request=list(zip(dict.fromkeys(names), per_entry_run)),
         runner_version=__version__,
-        interrupted=control.stopping or signal_name is not None,
+        interrupted=signal_name is not None,
         interrupt_signal=signal_name,
         generator=generator_verdict(stages, [r.health for r in reports]),
+        thresholds=plan.thresholds,
+        threshold_sources=plan.threshold_sources,
+        aborted=control.aborted,
     )
 
 

@@ -55,6 +55,7 @@ class Summary(_Strict):
     latency_ms: LatencyMs = Field(description="From the intended send time (open model) or the send (closed).")
     service_time_ms: LatencyMs = Field(description="From the actual send: what the server alone took.")
     latency_histogram: LatencyHistogram
+    checks: dict[str, list[int]] = Field(description="Check name -> [passes, fails].")
 
 
 class NamedSummary(Summary):
@@ -76,7 +77,9 @@ class RateReport(_Strict):
 class IntervalLatency(_Strict):
     p50: float
     p90: float
+    p95: float
     p99: float
+    p999: float
     max: float
 
 
@@ -104,6 +107,36 @@ class StageSummary(NamedSummary):
     rate: RateReport | None = None
     by_request: list[NamedSummary]
     timeseries: list[Interval]
+    checks: list["CheckRow"]
+
+
+class CheckRow(_Strict):
+    name: str
+    request: str
+    passes: int
+    fails: int
+
+
+class ThresholdOutcome(_Strict):
+    """A threshold as written, what was measured, and whether it held."""
+
+    expression: str
+    scope: str = Field(description="'total', 'stage' or 'request'.")
+    target: str | None
+    metric: str
+    op: str
+    expected: float
+    actual: float | None = Field(description="Measured value (in unit); null when there was no data.")
+    unit: str = Field(description="'ms', 'ratio', 'per_s' or 'count'.")
+    window_s: float | None
+    passed: bool
+    reason: str | None
+    source: str | None = Field(description="file:line of the threshold in the scenario.")
+
+
+class Abort(_Strict):
+    reason: str
+    at_s: float
 
 
 class ScenarioRef(_Strict):
@@ -163,6 +196,10 @@ class RunResultModel(_Strict):
     histogram_relative_error: float
     notes: list[str]
     generator: Generator
+    passed: bool = Field(description="Every threshold passed (true when there are none).")
+    aborted: Abort | None
+    thresholds: list[ThresholdOutcome]
+    checks: list[CheckRow]
     totals: Summary
     stages: list[StageSummary]
     by_request: list[NamedSummary]

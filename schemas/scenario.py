@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from .checks import Checks
+from .thresholds import AbortOnFail, ThresholdSpec
 from .units import Duration, Rate, Size
 
 #: Variables every request template may use besides ``vars``; filled per request.
@@ -56,6 +58,7 @@ class Defaults(_Model):
         None, gt=0, description="Longest silence allowed while waiting for response bytes (default: total only).")
     max_response_size: Size = Field(
         0, description="A response body larger than this fails as body_too_large; 0 means no limit.")
+    checks: Checks | None = Field(None, description="Checks every request gets unless it sets its own.")
 
 
 class Request(_Model):
@@ -72,6 +75,7 @@ class Request(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
     timeout: Duration | None = Field(None, gt=0)
+    checks: Checks | None = Field(None, description="Conditions the response must meet to count as ok.")
 
     @field_validator("method")
     @classmethod
@@ -191,6 +195,10 @@ class Scenario(_Model):
     workers: int | Literal["auto"] = Field(
         1, description="Processes that share the load (each with its own event loop); 'auto' = one per CPU.")
     interval: Duration = Field(1.0, gt=0, description="Width of the time-series buckets in the results.")
+    thresholds: list[ThresholdSpec] = Field(
+        default_factory=list, description="Pass/fail rules; a failed one makes 'runner run' exit 1.")
+    abort_on_fail: bool | AbortOnFail = Field(
+        False, description="Stop early once a threshold has failed (true, or {delay: seconds}).")
     outputs: dict[str, str] = Field(
         default_factory=dict, description="Reporter name to output path, e.g. {json: results/run.json}.",
     )
@@ -203,6 +211,18 @@ class Scenario(_Model):
         if not re.match(r"^https?://[^/\s:]+(:\d{1,5})?(/\S*)?$", value):
             raise ValueError(f"target must be 'builtin' or an http(s) URL such as http://127.0.0.1:8080 (got {value!r})")
         return value.rstrip("/")
+
+    _sources: dict = PrivateAttr(default_factory=dict)  # field path -> "file:line", set by the loader
+
+    def source_of(self, path: tuple, default: str) -> str:
+        """Where a field was written ("file:line"), for messages and reports."""
+        return self._sources.get(path, default)
+
+    @model_validator(mode="after")
+    def _abort_needs_one_process(self) -> "Scenario":
+        if self.abort_on_fail and self.workers != 1:
+            raise ValueError("abort_on_fail needs workers: 1 (thresholds are judged on the merged numbers)")
+        return self
 
     @field_validator("workers")
     @classmethod

@@ -20,7 +20,7 @@ def is_ok_status(status: int) -> bool:
 class RequestStats:
     """Counters and latency histogram of one request name in one stage."""
 
-    __slots__ = ("ok", "failed", "dropped", "bytes", "status_codes", "errors", "latency", "service")
+    __slots__ = ("ok", "failed", "dropped", "bytes", "status_codes", "errors", "latency", "service", "checks")
 
     def __init__(self) -> None:
         self.ok = 0
@@ -31,6 +31,7 @@ class RequestStats:
         self.errors: dict[str, int] = {}
         self.latency = Histogram()  # from the intended send time (open model) or the send (closed)
         self.service = Histogram()  # from the actual send: what the server alone took
+        self.checks: dict[str, list[int]] = {}  # check name -> [passes, fails]
 
     @property
     def requests(self) -> int:
@@ -52,6 +53,29 @@ class RequestStats:
         self.failed += 1
         self.errors[error_class] = self.errors.get(error_class, 0) + 1
         self.latency.record(latency_us)
+
+    def checked_response(self, status: int, body_bytes: int, latency_us: int, request, headers, body,
+                         service_us: int = -1) -> None:
+        """Record a response of a request with checks: ok only if every check passes."""
+        passed = request.has_status_check or status < 400
+        counts = self.checks
+        for name, predicate in request.checks:
+            result = predicate(status, body_bytes, latency_us, headers, body)
+            tally = counts.get(name)
+            if tally is None:
+                tally = counts[name] = [0, 0]
+            tally[0 if result else 1] += 1
+            passed = passed and result
+        codes = self.status_codes
+        codes[status] = codes.get(status, 0) + 1
+        if passed:
+            self.ok += 1
+        else:
+            self.failed += 1
+        self.bytes += body_bytes
+        self.latency.record(latency_us)
+        if service_us >= 0:
+            self.service.record(service_us)
 
     def timed_response(self, status: int, body_bytes: int, latency_us: int, service_us: int) -> None:
         """Open model: like :meth:`response`, plus the service time from the actual send."""
@@ -79,6 +103,10 @@ class RequestStats:
             self.errors[name] = self.errors.get(name, 0) + count
         self.latency.merge(other.latency)
         self.service.merge(other.service)
+        for name, (passes, fails) in other.checks.items():
+            tally = self.checks.setdefault(name, [0, 0])
+            tally[0] += passes
+            tally[1] += fails
         return self
 
     @classmethod

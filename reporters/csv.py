@@ -1,0 +1,85 @@
+"""CSV reporter: one flat table for spreadsheets, pandas and CI dashboards.
+
+Everything goes in ONE file so a single ``--out csv=PATH`` captures the run;
+a ``kind`` column tells the row types apart so a reader can filter instead of
+joining files:
+
+* ``summary`` -- one row per stage (``request`` empty) and, after it, one row
+  per request name within that stage;
+* ``total`` -- one row for the whole run (``stage`` and ``request`` empty);
+* ``timeseries`` -- one row per interval per stage, ``t`` seconds after the
+  stage start (the end of the interval).
+
+The stage ``summary`` rows add up to the ``total`` row for requests, ok,
+failed, dropped and bytes, because the runner builds totals by merging stages.
+Cells that do not apply to a row kind are left empty rather than zero, so an
+empty cell never reads as a measurement. ``error_count`` counts requests that
+got no response at all (connect errors, timeouts...), the sum of ``errors``;
+``failed`` also includes HTTP error statuses.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+COLUMNS = (
+    "kind", "stage", "request", "t",
+    "requests", "sent", "ok", "failed", "dropped", "in_flight", "rps", "duration_s", "bytes",
+    "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "error_count",
+)
+
+_SUMMARY_LATENCY = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
+_INTERVAL_LATENCY = ("p50", "p90", "p99", "max")
+
+
+def _summary_row(kind: str, stage: str, request: str, block: dict[str, Any]) -> dict[str, Any]:
+    latency = block.get("latency_ms") or {}
+    row: dict[str, Any] = {
+        "kind": kind, "stage": stage, "request": request,
+        "requests": block.get("requests", 0), "ok": block.get("ok", 0), "failed": block.get("failed", 0),
+        "dropped": block.get("dropped", 0), "rps": block.get("rps", ""),
+        "duration_s": block.get("duration_s", ""), "bytes": block.get("bytes", 0),
+        "error_count": sum((block.get("errors") or {}).values()),
+    }
+    for key in _SUMMARY_LATENCY:
+        row[f"{key}_ms"] = latency.get(key, "")
+    return row
+
+
+def _interval_row(stage: str, interval: dict[str, Any]) -> dict[str, Any]:
+    latency = interval.get("latency_ms") or {}
+    row: dict[str, Any] = {"kind": "timeseries", "stage": stage}
+    for key in ("t", "sent", "ok", "failed", "dropped", "in_flight", "rps"):
+        row[key] = interval.get(key, "")
+    for key in _INTERVAL_LATENCY:
+        row[f"{key}_ms"] = latency.get(key, "")
+    return row
+
+
+def csv_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows in file order, as dicts keyed by :data:`COLUMNS` (missing keys = empty cells)."""
+    stages = result.get("stages") or []
+    rows: list[dict[str, Any]] = []
+    for stage in stages:
+        rows.append(_summary_row("summary", stage["name"], "", stage))
+        for request in stage.get("by_request") or []:
+            rows.append(_summary_row("summary", stage["name"], request["name"], request))
+    rows.append(_summary_row("total", "", "", result.get("totals") or {}))
+    for stage in stages:
+        rows.extend(_interval_row(stage["name"], interval) for interval in stage.get("timeseries") or [])
+    return rows
+
+
+class CsvReporter:
+    """Renders the result dict as one CSV table (header row, ``\\n`` line endings)."""
+
+    name = "csv"
+
+    def render(self, result: dict[str, Any]) -> bytes:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(csv_rows(result))
+        return buffer.getvalue().encode()

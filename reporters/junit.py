@@ -1,0 +1,189 @@
+"""JUnit XML reporter: thresholds and checks as test cases CI systems display.
+
+GitHub Actions (test-reporter actions), GitLab (``artifacts:reports:junit``)
+and Jenkins (``junit`` step) all read the de-facto JUnit format, so a load
+test that writes it shows up next to unit tests with no plugin. The mapping:
+
+* each threshold is a test case (``classname="runner.thresholds"``), failed
+  when the threshold failed, with the measured and expected values;
+* each check is a test case (``classname="runner.checks"``), failed when any
+  response did not pass it;
+* with neither, one ``run completed`` case, so the suite is never empty and
+  still fails when the run was interrupted or nothing succeeded;
+* an interrupted run adds a ``run interrupted`` case with an ``<error>``
+  (the numbers are partial, which is not the same as a failed threshold).
+
+Built with ElementTree so every user string is escaped; characters XML 1.0
+cannot carry at all (control characters) are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from typing import Any
+
+_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _text(value: Any) -> str:
+    return _INVALID_XML.sub("", str(value))
+
+
+def _number(value: float) -> str:
+    return f"{value:,.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else f"{value:,}"
+
+
+def format_value(value: float | None, unit: str | None) -> str:
+    """A threshold value the way users write it: ms, percent for ratios, /s for rates."""
+    if value is None:
+        return "no data"
+    if unit == "ms":
+        return f"{_number(float(value))}ms"
+    if unit == "ratio":
+        return f"{_number(float(value) * 100)}%"
+    if unit == "per_s":
+        return f"{_number(float(value))}/s"
+    return _number(value)
+
+
+def scope_label(threshold: dict[str, Any]) -> str:
+    """``total``, ``stage/<name>`` or ``request/<name>``."""
+    scope = threshold.get("scope") or "total"
+    target = threshold.get("target")
+    return f"{scope}/{target}" if target else scope
+
+
+def aggregated_checks(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run-level checks; summed from the stages when an older result lacks them."""
+    if result.get("checks") is not None:
+        return list(result["checks"])
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for stage in result.get("stages") or []:
+        for check in stage.get("checks") or []:
+            key = (check.get("request", ""), check["name"])
+            entry = merged.setdefault(key, {"name": check["name"], "request": key[0], "passes": 0, "fails": 0})
+            entry["passes"] += check.get("passes", 0)
+            entry["fails"] += check.get("fails", 0)
+    return list(merged.values())
+
+
+def _case(suite: ET.Element, classname: str, name: str) -> ET.Element:
+    return ET.SubElement(suite, "testcase", classname=classname, name=_text(name), time="0")
+
+
+def _threshold_case(suite: ET.Element, threshold: dict[str, Any]) -> bool:
+    expression = threshold.get("expression") or f"{threshold.get('metric')} {threshold.get('op')} ?"
+    case = _case(suite, "runner.thresholds", f"{scope_label(threshold)}: {expression}")
+    unit = threshold.get("unit")
+    measured = format_value(threshold.get("actual"), unit)
+    expected = f"{threshold.get('op', '')} {format_value(threshold.get('expected'), unit)}"
+    summary = f"measured {measured}, expected {expected}"
+    details = [summary, f"metric: {threshold.get('metric')}", f"scope: {scope_label(threshold)}"]
+    if threshold.get("window_s"):
+        details.append(f"window: {_number(float(threshold['window_s']))}s")
+    if threshold.get("reason"):
+        details.append(f"reason: {threshold['reason']}")
+    if threshold.get("source"):
+        details.append(f"defined at: {threshold['source']}")
+    if threshold.get("passed"):
+        ET.SubElement(case, "system-out").text = _text("\n".join(details))
+        return False
+    message = summary + (f" ({threshold['reason']})" if threshold.get("reason") else "")
+    failure = ET.SubElement(case, "failure", message=_text(message), type="threshold")
+    failure.text = _text("\n".join(details))
+    return True
+
+
+def _check_case(suite: ET.Element, check: dict[str, Any]) -> bool:
+    passes, fails = check.get("passes", 0), check.get("fails", 0)
+    total = passes + fails
+    case = _case(suite, "runner.checks", f"{check.get('request') or '*'}: {check['name']}")
+    rate = f"{fails / total:.2%}" if total else "n/a"
+    summary = f"{fails:,} of {total:,} responses failed the check ({rate}); {passes:,} passed"
+    if fails <= 0:
+        ET.SubElement(case, "system-out").text = _text(summary)
+        return False
+    ET.SubElement(case, "failure", message=_text(summary), type="check").text = _text(summary)
+    return True
+
+
+def _completed_case(suite: ET.Element, result: dict[str, Any]) -> bool:
+    totals = result.get("totals") or {}
+    requests, ok = totals.get("requests", 0), totals.get("ok", 0)
+    case = _case(suite, "runner.run", "run completed")
+    if result.get("interrupted"):
+        problem = f"interrupted by {result.get('interrupt_signal') or 'a signal'} after {requests:,} requests"
+    elif requests == 0:
+        problem = "no request completed"
+    elif ok == 0:
+        problem = f"every request failed ({requests:,} of {requests:,})"
+    else:
+        ET.SubElement(case, "system-out").text = f"{ok:,} of {requests:,} requests ok"
+        return False
+    ET.SubElement(case, "failure", message=_text(problem), type="run").text = _text(problem)
+    return True
+
+
+def _properties(suite: ET.Element, result: dict[str, Any]) -> None:
+    engine = result.get("engine") or {}
+    generator = result.get("generator") or {}
+    scenario = result.get("scenario") or {}
+    props = {
+        "engine": engine.get("name", ""),
+        "target": result.get("target", ""),
+        "runner_version": result.get("runner_version", ""),
+        "scenario_source": scenario.get("source", ""),
+        "started_at": result.get("started_at", ""),
+        "finished_at": result.get("finished_at", ""),
+        "generator_verdict": generator.get("verdict", ""),
+    }
+    if result.get("aborted"):
+        props["aborted"] = f"{result['aborted'].get('reason')} (at {result['aborted'].get('at_s')}s)"
+    element = ET.SubElement(suite, "properties")
+    for key, value in props.items():
+        ET.SubElement(element, "property", name=key, value=_text(value))
+
+
+def _junit_timestamp(iso: str) -> str:
+    """JUnit's schema wants ``YYYY-MM-DDTHH:MM:SS`` without a zone; results are UTC."""
+    return iso[:19] if len(iso) >= 19 else iso
+
+
+class JUnitReporter:
+    """Renders thresholds and checks as a JUnit ``<testsuites>`` document."""
+
+    name = "junit"
+
+    def render(self, result: dict[str, Any]) -> bytes:
+        scenario = (result.get("scenario") or {}).get("name", "runner")
+        duration = f"{(result.get('totals') or {}).get('duration_s', 0.0):.3f}"
+        root = ET.Element("testsuites", name="runner")
+        suite = ET.SubElement(root, "testsuite", name=_text(scenario),
+                              timestamp=_junit_timestamp(result.get("started_at", "")), time=duration)
+        _properties(suite, result)
+        thresholds = result.get("thresholds") or []
+        checks = aggregated_checks(result)
+        failures = sum(_threshold_case(suite, t) for t in thresholds)
+        failures += sum(_check_case(suite, c) for c in checks)
+        if not thresholds and not checks:
+            failures += _completed_case(suite, result)
+        errors = 0
+        if result.get("interrupted"):
+            signal = result.get("interrupt_signal") or "a signal"
+            case = _case(suite, "runner.run", "run interrupted")
+            message = f"run interrupted by {signal}: numbers cover only the part that ran"
+            ET.SubElement(case, "error", message=message, type="interrupted").text = message
+            errors = 1
+        notes = list(result.get("notes") or []) + list((result.get("generator") or {}).get("reasons") or [])
+        if notes:
+            ET.SubElement(suite, "system-out").text = _text("\n".join(notes))
+        tests = len(suite.findall("testcase"))
+        for element in (root, suite):
+            element.set("tests", str(tests))
+            element.set("failures", str(failures))
+            element.set("errors", str(errors))
+            element.set("time", duration)
+        suite.set("skipped", "0")
+        ET.indent(root)
+        return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"

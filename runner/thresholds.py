@@ -1,0 +1,144 @@
+"""Evaluating thresholds against a result: pure functions of the result dict.
+
+Working on the documented dict (not live objects) means the same code judges
+a finished run, a saved JSON file, and the provisional result that
+``abort_on_fail`` checks once per interval. A threshold with no data to judge
+fails with the reason "no data": a rule that cannot be checked never passes.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Iterable
+
+from schemas.thresholds import LATENCY_METRICS, Threshold
+
+_OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
+_INTERVAL_QUANTILES = {"p50", "p90", "p95", "p99", "p999", "max"}
+
+
+def evaluate(result: dict[str, Any], thresholds: Iterable[Threshold], sources: Iterable[str] = ()) -> list[dict]:
+    """One outcome dict per threshold, in order (the shape of ``result["thresholds"]``)."""
+    sources = list(sources)
+    outcomes = []
+    for position, threshold in enumerate(thresholds):
+        if threshold.window_s is not None:
+            actual, passed, reason = _windowed(result, threshold)
+        else:
+            actual, reason = _measure(result, threshold)
+            passed = actual is not None and _OPERATORS[threshold.op](actual, threshold.expected)
+        outcomes.append({
+            "expression": threshold.expression,
+            "scope": threshold.scope,
+            "target": threshold.target,
+            "metric": threshold.metric,
+            "op": threshold.op,
+            "expected": threshold.expected,
+            "actual": None if actual is None else round(actual, 6),
+            "unit": threshold.unit,
+            "window_s": threshold.window_s,
+            "passed": bool(passed),
+            "reason": reason,
+            "source": sources[position] if position < len(sources) else None,
+        })
+    return outcomes
+
+
+def check_summary(by_request: list[dict]) -> list[dict]:
+    """``[{name, request, passes, fails}]`` from blocks that carry ``checks``."""
+    rows = []
+    for block in by_request:
+        for name, (passes, fails) in block.get("checks", {}).items():
+            rows.append({"name": name, "request": block["name"], "passes": passes, "fails": fails})
+    return rows
+
+
+def _block(result: dict, threshold: Threshold) -> dict | None:
+    if threshold.scope == "total":
+        return result["totals"]
+    pool = result["stages"] if threshold.scope == "stage" else result["by_request"]
+    return next((block for block in pool if block["name"] == threshold.target), None)
+
+
+def _measure(result: dict, threshold: Threshold) -> tuple[float | None, str | None]:
+    block = _block(result, threshold)
+    if block is None:
+        return None, "no data: the stage did not run"
+    metric = threshold.metric
+    if metric == "check_rate":
+        checks = _checks_in_scope(result, threshold)
+        total = sum(row["passes"] + row["fails"] for row in checks)
+        if total == 0:
+            return None, "no data: no checks ran"
+        return sum(row["passes"] for row in checks) / total, None
+    if metric in ("rps", "dropped", "requests"):
+        return float(block[metric]), None
+    if block["requests"] == 0:
+        return None, "no data: no requests completed"
+    if metric == "error_rate":
+        return block["failed"] / block["requests"], None
+    assert metric in LATENCY_METRICS
+    return float(block["latency_ms"][metric]), None
+
+
+def _checks_in_scope(result: dict, threshold: Threshold) -> list[dict]:
+    if threshold.scope == "total":
+        return result.get("checks", [])
+    if threshold.scope == "stage":
+        stage = next((s for s in result["stages"] if s["name"] == threshold.target), {})
+        return stage.get("checks", [])
+    return [row for row in result.get("checks", []) if row["request"] == threshold.target]
+
+
+def _interval_value(bucket: dict, metric: str) -> float | None:
+    completed = bucket["ok"] + bucket["failed"]
+    if metric == "rps":
+        return bucket["rps"]
+    if metric == "dropped":
+        return float(bucket["dropped"])
+    if completed == 0:
+        return None
+    if metric == "error_rate":
+        return bucket["failed"] / completed
+    return bucket["latency_ms"].get(metric)
+
+
+def _windowed(result: dict, threshold: Threshold) -> tuple[float | None, bool, str | None]:
+    """Fail once every interval of a stretch at least ``window_s`` long breached the rule."""
+    if threshold.scope == "stage":
+        stages = [s for s in result["stages"] if s["name"] == threshold.target]
+    else:
+        stages = result["stages"]
+    compare = _OPERATORS[threshold.op]
+    offset = 0.0
+    run_start = None
+    worst = None
+    seen = False
+    for stage in stages:
+        previous_t = 0.0
+        for bucket in stage.get("timeseries", []):
+            value = _interval_value(bucket, threshold.metric)
+            start = offset + previous_t
+            previous_t = bucket["t"]
+            if value is None:
+                run_start = None
+                continue
+            seen = True
+            if compare(value, threshold.expected):
+                run_start = None
+                worst = value if worst is None else worst
+                continue
+            if run_start is None:
+                run_start, worst = start, value
+            else:
+                worst = _worse(worst, value, threshold.op)
+            if offset + bucket["t"] - run_start >= threshold.window_s - 1e-9:
+                return worst, False, f"breached for {threshold.window_s:g}s from t={run_start:.1f}s"
+        offset += stage.get("duration_s", previous_t)
+    if not seen:
+        return None, False, "no data: no interval had requests"
+    return worst, True, None
+
+
+def _worse(a: float, b: float, op: str) -> float:
+    return max(a, b) if op in ("<", "<=", "==") else min(a, b)
