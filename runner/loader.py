@@ -259,6 +259,7 @@ def _semantic_problems(data: Any, marked: _Marked, source: str, known_reporters:
     problems: list[Problem] = []
     if not isinstance(data, dict):
         return problems
+    problems += _threshold_problems(data, marked, source)
     variables = set(RUNTIME_VARIABLES)
     if isinstance(data.get("vars"), dict):
         variables |= {str(k) for k in data["vars"]}
@@ -348,8 +349,6 @@ def validate_data(marked: _Marked, source: str, known_reporters: Iterable[str] |
             problem = Problem(origin, line, column, format_path(shown), message)
             if not any((p.source, p.line, p.field) == (problem.source, problem.line, problem.field) for p in problems):
                 problems.append(problem)  # a union reports each member's error; the first is enough
-    if scenario is not None:
-        problems += _threshold_problems(scenario, marked, source)
     if problems:
         raise ScenarioError(problems)
     assert scenario is not None
@@ -365,20 +364,32 @@ def _threshold_sources(scenario: Scenario, marked: _Marked, source: str) -> dict
     return sources
 
 
-def _threshold_problems(scenario: Scenario, marked: _Marked, source: str) -> list[Problem]:
+def _threshold_problems(data: dict, marked: _Marked, source: str) -> list[Problem]:
     """A threshold naming a stage or request that does not exist would silently never judge anything."""
-    stages = [stage.name or f"stage-{i + 1}" for i, stage in enumerate(scenario.stages)]
-    requests = [request.display_name() for request in scenario.flow]
+    from schemas.thresholds import parse_threshold
+
+    stages = [(stage.get("name") if isinstance(stage, dict) else None) or f"stage-{i + 1}"
+              for i, stage in enumerate(data.get("stages") or [] if isinstance(data.get("stages"), list) else [])]
+    requests = []
+    for request in data.get("flow") if isinstance(data.get("flow"), list) else []:
+        if isinstance(request, dict):
+            method = str(request.get("method", "GET")).upper()
+            requests.append(request.get("name") or f"{method} {request.get('path', '/')}")
     problems = []
-    for index, threshold in enumerate(scenario.thresholds):
-        if threshold.scope == "total":
+    thresholds = data.get("thresholds")
+    for index, text in enumerate(thresholds if isinstance(thresholds, list) else []):
+        try:
+            parsed = parse_threshold(text)
+        except ValueError:
+            continue  # Pydantic reports the syntax error itself
+        if not isinstance(parsed, dict) or parsed["scope"] == "total":
             continue
-        known = stages if threshold.scope == "stage" else requests
-        if threshold.target not in known:
+        known = stages if parsed["scope"] == "stage" else requests
+        if parsed["target"] not in known:
             origin, line, column = _locate(marked, ("thresholds", index), source)
-            close = difflib.get_close_matches(threshold.target or "", known, n=1)
+            close = difflib.get_close_matches(parsed["target"] or "", known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             problems.append(Problem(origin, line, column, f"thresholds[{index}]",
-                                    f"no {threshold.scope} named '{threshold.target}'{hint}; "
-                                    f"{threshold.scope}s: {', '.join(known)}"))
+                                    f"no {parsed['scope']} named '{parsed['target']}'{hint}; "
+                                    f"{parsed['scope']}s: {', '.join(known)}"))
     return problems
