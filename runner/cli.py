@@ -122,6 +122,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .loader import load_scenario
     from .output import Output, check_writable, combine, parse_out, write_atomic
     from .progress import ProgressLine
+    from .secrets import redact
 
     reporters = available_reporters()
     known = set(reporters)
@@ -139,7 +140,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress.finish()
     document = result.to_dict()
     for output in outputs:
-        write_atomic(output.path, reporters[output.reporter]().render(document))
+        write_atomic(output.path, redact(reporters[output.reporter]().render(document), plan.secrets))
         if output.path != "-" and not args.quiet:
             print(f"wrote {output.reporter} report to {output.path}", file=sys.stderr)
     return exit_code_for(document)

@@ -16,6 +16,7 @@ from schemas.scenario import ConcurrencyRamp, RateRamp, Scenario, Stage
 from schemas.thresholds import AbortOnFail
 
 from .checks import CHECK_BODY_LIMIT, compile_checks
+from .secrets import SENSITIVE_HEADERS, resolve
 from .plan import BuiltinTargetPlan, PathRenderer, Plan, RequestPlan, StagePlan
 
 _FIELD = re.compile(r"\{([^{}]*)\}")
@@ -77,11 +78,16 @@ def compile_path(template: str, variables: dict[str, object]) -> tuple[PathRende
 
 def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>") -> Plan:
     """Make every per-run decision now, so the request loop only executes."""
+    secrets: set[str] = set()
+    base_dir = Path(source).parent if source != "<scenario>" else None
     default_headers = dict(scenario.defaults.headers)
     flow = []
     for index, request in enumerate(scenario.flow):
-        headers = {**default_headers, **request.headers}
-        render, static = compile_path(request.path, scenario.vars)
+        headers = {name: resolve(value, secrets, base_dir)
+                   for name, value in {**default_headers, **request.headers}.items()}
+        secrets.update(value for name, value in headers.items() if name.lower() in SENSITIVE_HEADERS)
+        body = resolve(request.body, secrets, base_dir) if request.body is not None else None
+        render, static = compile_path(resolve(request.path, secrets, base_dir), scenario.vars)
         checks, has_status_check, needs_headers, needs_body = compile_checks(request.checks or scenario.defaults.checks)
         flow.append(RequestPlan(
             index=index,
@@ -90,7 +96,7 @@ def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>") -> P
             path_template=request.path,
             render_path=render,
             headers=tuple(headers.items()),
-            body=request.body.encode() if request.body is not None else None,
+            body=body.encode() if body is not None else None,
             timeout_s=request.timeout or scenario.defaults.timeout,
             is_static=static,
             connect_timeout_s=scenario.defaults.connect_timeout,
@@ -117,6 +123,7 @@ def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>") -> P
         threshold_sources=tuple(scenario.source_of(("thresholds", i), str(source))
                                 for i in range(len(scenario.thresholds))),
         abort_on_fail=bool(scenario.abort_on_fail),
+        secrets=tuple(sorted(secrets)),
         abort_delay_s=scenario.abort_on_fail.delay if isinstance(scenario.abort_on_fail, AbortOnFail) else 0.0,
         interval_s=scenario.interval,
     )

@@ -277,6 +277,7 @@ def _semantic_problems(data: Any, marked: _Marked, source: str, known_reporters:
                     problems.append(Problem(*where, f"flow[{index}].path",
                                             f"template field '{{{name}}}' is not defined; use {{seq}}, {{worker}} "
                                             f"or a key of 'vars'{hint}"))
+    problems += _reference_problems(data, marked, source)
     outputs = data.get("outputs")
     if known_reporters is not None and isinstance(outputs, dict):
         known = sorted(known_reporters)
@@ -290,9 +291,32 @@ def _semantic_problems(data: Any, marked: _Marked, source: str, known_reporters:
     return problems
 
 
+def _reference_problems(data: dict, marked: _Marked, source: str) -> list[Problem]:
+    """``${env:NAME}`` / ``${file:PATH}`` that cannot be resolved: named, never shown with a value."""
+    from .secrets import missing_references
+
+    base_dir = Path(source).parent
+    places: list[tuple[FieldPath, Any]] = []
+    defaults = data.get("defaults")
+    if isinstance(defaults, dict) and isinstance(defaults.get("headers"), dict):
+        places += [(("defaults", "headers", k), v) for k, v in defaults["headers"].items()]
+    for index, request in enumerate(data.get("flow") if isinstance(data.get("flow"), list) else []):
+        if not isinstance(request, dict):
+            continue
+        if isinstance(request.get("headers"), dict):
+            places += [(("flow", index, "headers", k), v) for k, v in request["headers"].items()]
+        places += [(("flow", index, key), request.get(key)) for key in ("path", "body")]
+    problems = []
+    for path, value in places:
+        if isinstance(value, str):
+            for reason in missing_references(value, base_dir):
+                problems.append(Problem(*_locate(marked, path, source), format_path(path), reason))
+    return problems
+
+
 def _template_fields(template: str) -> list[str]:
     import re
-    return re.findall(r"\{([^{}]*)\}", template)
+    return re.findall(r"(?<!\$)\{([^{}]*)\}", template)
 
 
 def load_scenario(path: str | Path, *, overrides: Iterable[str] = (), target: str | None = None,

@@ -100,6 +100,7 @@ class Plan:
     thresholds: tuple = ()  # schemas.thresholds.Threshold (frozen pydantic values, judged after the run)
     threshold_sources: tuple[str, ...] = ()  # "file:line" of each threshold
     abort_on_fail: bool = False
+    secrets: tuple[str, ...] = ()  # values to scrub from every report and message
     abort_delay_s: float = 0.0
     interval_s: float = 1.0  # time-series bucket width
 
@@ -107,7 +108,5 @@ class Plan:
     def max_concurrency(self) -> int:
         return max(stage.concurrency for stage in self.stages)
 
-    def with_target(self, url: str) -> "Plan":
-        """The same plan aimed at a concrete base URL (used once the built-in target is up)."""
-        from dataclasses import replace
-        return replace(self, target_url=url.rstrip("/"))
+    def __repr__(self) -> str:  # never show header values or bodies (they may hold secrets)
+        return f"<Plan {self.scenario_name!r}: {len(self.flow)} request(s), {len(self.stages)} stage(s)>"

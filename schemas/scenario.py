@@ -20,7 +20,7 @@ from .units import Duration, Rate, Size
 #: Variables every request template may use besides ``vars``; filled per request.
 RUNTIME_VARIABLES = ("seq", "worker")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-_TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
+_TEMPLATE_FIELD = re.compile(r"(?<!\$)\{([^{}]*)\}")
 
 
 class _Model(BaseModel):

@@ -15,6 +15,7 @@ SMALL = {
     "seed-async": [],  # already small: 100 requests, random 0-3 s delays
     "open-rate": ["--set", "stages.0.duration=1s", "--set", "stages.1.duration=1s"],
     "ramp-users": ["--set", "stages.0.duration=1s", "--set", "stages.1.duration=1s"],
+    "ci-gate": ["--set", "stages.1.duration=2s"],
     "multi-core": ["--set", "stages.0.requests=2000", "--set", "stages.1.duration=1s", "--set", "workers=2"],
 }
 

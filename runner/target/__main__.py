@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from runner.target.server import TargetConfig, run_server
+from runner.target.server import FAULT_KINDS, TargetConfig, run_server
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
@@ -22,8 +22,23 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--body-size", type=int, default=1024, help="default body size in bytes (default: 1024)")
     parser.add_argument("--delay-min", type=float, default=0.0, help="smallest random delay in seconds")
     parser.add_argument("--delay-max", type=float, default=0.0, help="largest random delay in seconds; 0 disables delays")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the delay sequence (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the delay and fault sequences (default: 0)")
+    parser.add_argument(
+        "--fault", action="append", default=[], metavar="KIND=P", type=_fault,
+        help="answer ordinary requests with fault KIND with probability P (repeatable; kinds: "
+             + ", ".join(FAULT_KINDS) + ")",
+    )
     return parser
+
+
+def _fault(text: str) -> tuple[str, float]:
+    kind, sep, probability = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return kind.strip(), float(probability)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected KIND=PROBABILITY, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             delay_min_s=args.delay_min,
             delay_max_s=args.delay_max,
             seed=args.seed,
+            faults=tuple(args.fault),
         )
     except ValueError as error:
         parser.error(str(error))

@@ -141,7 +141,7 @@ class BuiltinTarget:
 
     def _command(self) -> list[str]:
         config = self.config
-        return [
+        command = [
             sys.executable, "-m", "runner.target",
             "--host", self.host,
             "--port", "0",
@@ -150,6 +150,9 @@ class BuiltinTarget:
             "--delay-max", repr(config.delay_max_s),
             "--seed", str(config.seed),
         ]
+        for kind, probability in config.faults:
+            command += ["--fault", f"{kind}={probability!r}"]
+        return command
 
     @staticmethod
     def _child_environment() -> dict[str, str]:

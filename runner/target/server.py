@@ -15,12 +15,15 @@ Behaviour (all per request, via the query string):
 * ``size=<bytes>`` changes the body size (capped at 256 MiB),
   ``chunked=1`` switches to ``Transfer-Encoding: chunked``,
   ``status=<code>`` changes the status code.
+* ``/fault/<kind>`` answers with a fault (resets, hangs, trickles, broken
+  framing, huge bodies, 5xx bursts...; see :mod:`runner.target.faults`).
 * ``/__runner/stats`` and ``/__runner/reset`` expose and clear the count of
   answered (non-control) requests, which tests use to check what the server saw.
 
 Pipelined requests are answered strictly in order even when their delays
 differ: each connection keeps a queue of pending responses that timers mark
-ready, and the queue is flushed from its head.
+ready, and the queue is flushed from its head. The bytes of responses are
+built by :mod:`runner.target.responses`.
 """
 
 from __future__ import annotations
@@ -35,13 +38,34 @@ from collections import OrderedDict, deque
 from contextlib import suppress
 from dataclasses import dataclass
 from email.utils import formatdate
-from http import HTTPStatus
 from random import Random
-from urllib.parse import parse_qsl
 
 import httptools
 
+from .faults import FAULT_KINDS, FAULT_PREFIX, Fault, FaultState, parse_fault, start_takeover
+from .responses import (
+    CHUNK_SIZE,
+    CONNECTION_CLOSE,
+    CONNECTION_KEEP_ALIVE,
+    END_OF_HEADERS,
+    HTML_TYPE,
+    JSON_TYPE,
+    MAX_BODY_SIZE,
+    SERVER_HEADER,
+    TEXT_TYPE,
+    ZERO_DELAY_HEADER,
+    BadRequest,
+    build_response,
+    delay_header,
+    make_html_body,
+    parse_options,
+    split_target,
+    status_line,
+)
+
 __all__ = [
+    "CHUNK_SIZE",
+    "FAULT_KINDS",
     "MAX_BODY_SIZE",
     "TargetConfig",
     "TargetProtocol",
@@ -49,12 +73,6 @@ __all__ = [
     "run_server",
     "start_server",
 ]
-
-MAX_BODY_SIZE = 256 * 1024 * 1024
-"""Largest body ``?size=`` may ask for; larger requests are clamped to it."""
-
-CHUNK_SIZE = 16 * 1024
-"""Largest chunk written with ``?chunked=1``."""
 
 # Bodies of at most this size are glued to the default head so the hot path is
 # one write; a bigger default body is written as head + body instead.
@@ -68,41 +86,24 @@ _BODY_CACHE_BYTES = 2 * MAX_BODY_SIZE
 CONTROL_PREFIX = b"/__runner/"
 STATS_PATH = b"/__runner/stats"
 RESET_PATH = b"/__runner/reset"
-
-_SERVER_HEADER = b"Server: runner-target\r\n"
-_HTML_TYPE = b"Content-Type: text/html; charset=utf-8\r\n"
-_TEXT_TYPE = b"Content-Type: text/plain; charset=utf-8\r\n"
-_JSON_TYPE = b"Content-Type: application/json\r\n"
-_CHUNKED_HEADER = b"Transfer-Encoding: chunked\r\n"
-_ZERO_DELAY_HEADER = b"delay: 0.000\r\n"
-_CONNECTION_CLOSE = b"Connection: close\r\n"
-_CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
-_END_OF_HEADERS = b"\r\n"
-
-_FULL_CHUNK_PREFIX = b"%x\r\n" % CHUNK_SIZE
-_CHUNK_SEPARATOR = b"\r\n"
-_LAST_CHUNK = b"0\r\n\r\n"
-
-_BODYLESS_STATUSES = frozenset({204, 304})
-_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-_FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
-
-_HTML_PREFIX = (
-    b'<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-    b"<title>runner target</title></head><body><pre>\n"
-)
-_HTML_SUFFIX = b"\n</pre></body></html>\n"
-_FILLER_LINE = b"The quick brown fox jumps over the lazy dog. 0123456789\n"
+# Paths the hot path must leave to _answer (one startswith with a tuple).
+_SPECIAL_PREFIXES = (CONTROL_PREFIX, FAULT_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
 class TargetConfig:
-    """How the built-in target answers when a request does not say otherwise."""
+    """How the built-in target answers when a request does not say otherwise.
+
+    ``faults`` makes ordinary requests fail now and then: ``(kind,
+    probability)`` pairs (kinds of :data:`FAULT_KINDS`, probabilities adding up
+    to at most 1), drawn per request from a RNG seeded with ``seed``.
+    """
 
     body_size: int = 1024
     delay_min_s: float = 0.0
     delay_max_s: float = 0.0
     seed: int = 0
+    faults: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         # Fail at construction, in the caller's process, rather than in a
@@ -117,108 +118,15 @@ class TargetConfig:
             raise ValueError(
                 f"delay_min_s ({self.delay_min_s}) must not exceed delay_max_s ({self.delay_max_s})"
             )
-
-
-def make_html_body(size: int) -> bytes:
-    """Return an HTML document of exactly ``size`` bytes.
-
-    Sizes too small for the HTML skeleton get plain filler text, so the byte
-    count is always exact -- load tests compute throughput from it.
-    """
-    if size <= 0:
-        return b""
-    filler_size = size - len(_HTML_PREFIX) - len(_HTML_SUFFIX)
-    if filler_size < 0:
-        return _filler(size)
-    return b"".join((_HTML_PREFIX, _filler(filler_size), _HTML_SUFFIX))
-
-
-def _filler(size: int) -> bytes:
-    whole_lines, remainder = divmod(size, len(_FILLER_LINE))
-    return _FILLER_LINE * whole_lines + _FILLER_LINE[:remainder]
-
-
-_status_lines: dict[int, bytes] = {}
-
-
-def _status_line(status: int) -> bytes:
-    """Status lines are built once per code and reused."""
-    line = _status_lines.get(status)
-    if line is None:
-        try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = "Unknown"
-        line = b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("latin-1"))
-        _status_lines[status] = line
-    return line
-
-
-def _delay_header(delay: float) -> bytes:
-    if delay == 0:
-        return _ZERO_DELAY_HEADER
-    return b"delay: %.3f\r\n" % delay
-
-
-def _split_target(url: bytes) -> tuple[bytes, bytes]:
-    """Split a request target into (path, query), accepting absolute-form."""
-    if not url.startswith(b"/") and b"://" in url:
-        authority_and_path = url.split(b"://", 1)[1]
-        slash = authority_and_path.find(b"/")
-        url = authority_and_path[slash:] if slash >= 0 else b"/"
-    path, _, query = url.partition(b"?")
-    query = query.partition(b"#")[0]
-    return path, query
-
-
-class _BadRequest(ValueError):
-    """A well-formed request whose query asks for something impossible."""
-
-
-@dataclass(slots=True)
-class _ResponseOptions:
-    delay: float | None = None
-    size: int | None = None
-    chunked: bool = False
-    status: int = 200
-
-
-def _parse_options(query: bytes) -> _ResponseOptions:
-    options = _ResponseOptions()
-    if not query:
-        return options
-    for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-        if key == "delay":
-            options.delay = _parse_number(key, value, float)
-            if not math.isfinite(options.delay) or options.delay < 0:
-                raise _BadRequest(f"delay must be a finite number >= 0, got {value!r}")
-        elif key == "size":
-            size = _parse_number(key, value, int)
-            if size < 0:
-                raise _BadRequest(f"size must be >= 0, got {value!r}")
-            options.size = min(size, MAX_BODY_SIZE)
-        elif key == "chunked":
-            word = value.strip().lower()
-            if word in _TRUE_WORDS:
-                options.chunked = True
-            elif word in _FALSE_WORDS:
-                options.chunked = False
-            else:
-                raise _BadRequest(f"chunked must be 1 or 0, got {value!r}")
-        elif key == "status":
-            status = _parse_number(key, value, int)
-            # 1xx would leave the client waiting for a final response.
-            if not 200 <= status <= 599:
-                raise _BadRequest(f"status must be within 200..599, got {value!r}")
-            options.status = status
-    return options
-
-
-def _parse_number(key: str, value: str, kind: type) -> int | float:
-    try:
-        return kind(value)
-    except ValueError:
-        raise _BadRequest(f"{key} must be a number, got {value!r}") from None
+        total = 0.0
+        for kind, probability in self.faults:
+            if kind not in FAULT_KINDS:
+                raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULT_KINDS)}")
+            if not (math.isfinite(probability) and 0 <= probability <= 1):
+                raise ValueError(f"the probability of fault {kind!r} must be within 0..1, got {probability!r}")
+            total += probability
+        if total > 1 + 1e-9:
+            raise ValueError(f"fault probabilities add up to {total:g}, more than 1")
 
 
 class _TargetState:
@@ -234,7 +142,9 @@ class _TargetState:
         self.requests = 0
         self.delay_rng = Random(config.seed)
         self.draws_delays = config.delay_max_s > 0
-        self.fast_path = not self.draws_delays and config.body_size <= _FAST_PATH_MAX_BODY
+        self.faults = FaultState(config.seed, config.faults)
+        self.fault_mix = bool(config.faults)
+        self.fast_path = not self.draws_delays and config.body_size <= _FAST_PATH_MAX_BODY and not self.fault_mix
         self.connections: set[TargetProtocol] = set()
         self.default_body = make_html_body(config.body_size)
         self._body_cache: OrderedDict[int, bytes] = OrderedDict()
@@ -246,16 +156,16 @@ class _TargetState:
     def refresh_date(self) -> None:
         """Rebuild the Date-dependent prepared bytes (called once a second)."""
         date = formatdate(usegmt=True).encode("ascii")
-        self.common_headers = _SERVER_HEADER + b"Date: " + date + b"\r\n"
+        self.common_headers = SERVER_HEADER + b"Date: " + date + b"\r\n"
         if self.fast_path:
             self.default_response = b"".join(
                 (
-                    _status_line(200),
+                    status_line(200),
                     self.common_headers,
-                    _HTML_TYPE,
+                    HTML_TYPE,
                     b"Content-Length: %d\r\n" % len(self.default_body),
-                    _ZERO_DELAY_HEADER,
-                    _END_OF_HEADERS,
+                    ZERO_DELAY_HEADER,
+                    END_OF_HEADERS,
                     self.default_body,
                 )
             )
@@ -282,15 +192,24 @@ class _TargetState:
             self._body_cache_bytes -= len(evicted)
         return body
 
+    def reset_counters(self) -> None:
+        self.requests = 0
+        self.faults.reset()
+
     def close_connections(self) -> None:
         for connection in list(self.connections):
             connection.close()
 
 
 class _PendingResponse:
-    """One queued response of a connection, waiting for its delay or its turn."""
+    """One queued response of a connection, waiting for its delay or its turn.
 
-    __slots__ = ("ready", "parts", "control", "counted", "close", "head_only", "connection_header", "timer")
+    ``fault`` (a takeover fault) replaces the response: when its turn comes
+    the fault owns the connection and nothing after it is answered.
+    """
+
+    __slots__ = ("ready", "parts", "control", "counted", "close", "head_only", "connection_header", "timer",
+                 "fault")
 
     def __init__(
         self,
@@ -302,6 +221,7 @@ class _PendingResponse:
         control: bytes | None = None,
         head_only: bool = False,
         connection_header: bytes = b"",
+        fault: Fault | None = None,
     ) -> None:
         self.ready = ready
         self.parts = parts
@@ -311,12 +231,14 @@ class _PendingResponse:
         self.head_only = head_only
         self.connection_header = connection_header
         self.timer: asyncio.TimerHandle | None = None
+        self.fault = fault
 
 
 class TargetProtocol(asyncio.Protocol):
     """One client connection: parse with httptools, answer in request order."""
 
-    __slots__ = ("_state", "_loop", "_transport", "_parser", "_url", "_pending", "_closing", "_close_when_drained")
+    __slots__ = ("_state", "_loop", "_transport", "_parser", "_url", "_pending", "_closing", "_close_when_drained",
+                 "_fault_writer")
 
     def __init__(self, state: _TargetState) -> None:
         self._state = state
@@ -329,6 +251,8 @@ class TargetProtocol(asyncio.Protocol):
         self._closing = False
         # Set when the connection must close once the pending queue is empty.
         self._close_when_drained = False
+        # A fault still writing (trickle or huge body): resumed and cancelled from here.
+        self._fault_writer = None
 
     # -- asyncio.Protocol -------------------------------------------------
 
@@ -369,7 +293,9 @@ class TargetProtocol(asyncio.Protocol):
             self._transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if not self._closing:
+        if self._fault_writer is not None:
+            self._fault_writer.resume()
+        elif not self._closing:
             with suppress(RuntimeError, AttributeError):
                 self._transport.resume_reading()
 
@@ -379,6 +305,9 @@ class TargetProtocol(asyncio.Protocol):
             if pending.timer is not None:
                 pending.timer.cancel()
         self._pending.clear()
+        if self._fault_writer is not None:
+            self._fault_writer.cancel()
+            self._fault_writer = None
         self._state.connections.discard(self)
         # The parser holds our bound methods: break the cycle so the
         # connection is freed at once instead of by a later GC pass.
@@ -408,7 +337,7 @@ class TargetProtocol(asyncio.Protocol):
             state.fast_path
             and not self._pending
             and b"?" not in url
-            and not url.startswith(CONTROL_PREFIX)
+            and not url.startswith(_SPECIAL_PREFIXES)
             and parser.should_keep_alive()
             and parser.get_method() != b"HEAD"
             and parser.get_http_version() == "1.1"
@@ -428,14 +357,14 @@ class TargetProtocol(asyncio.Protocol):
         if not keep_alive:
             # Later pipelined requests on this connection are not answered.
             self._closing = True
-            connection_header = _CONNECTION_CLOSE
+            connection_header = CONNECTION_CLOSE
         elif parser.get_http_version() != "1.1":
-            connection_header = _CONNECTION_KEEP_ALIVE
+            connection_header = CONNECTION_KEEP_ALIVE
         else:
             connection_header = b""
         can_chunk = parser.get_http_version() == "1.1"
 
-        path, query = _split_target(url)
+        path, query = split_target(url)
         if path == STATS_PATH or path == RESET_PATH:
             # Built when written, so the count includes everything before it.
             self._enqueue(
@@ -453,28 +382,44 @@ class TargetProtocol(asyncio.Protocol):
             return
 
         try:
-            options = _parse_options(query)
-        except _BadRequest as error:
-            parts = _build_response(
-                state, 400, (str(error) + "\n").encode(), _TEXT_TYPE,
+            fault = parse_fault(path, query) if path.startswith(FAULT_PREFIX) else None
+            options = parse_options(query)
+        except BadRequest as error:
+            parts = build_response(
+                state.common_headers, 400, (str(error) + "\n").encode(), TEXT_TYPE,
                 head_only=head_only, chunked=False,
-                delay_header=_ZERO_DELAY_HEADER, connection_header=connection_header,
+                delay_header=ZERO_DELAY_HEADER, connection_header=connection_header,
             )
             self._enqueue(_PendingResponse(parts, ready=True, close=not keep_alive, counted=True), delay=0.0)
             return
+        if fault is None and state.fault_mix:
+            fault = state.faults.draw()
+
+        status = options.status
+        close = not keep_alive
+        if fault is not None:
+            if fault.takes_over:
+                self._closing = True
+                self._enqueue(_PendingResponse(None, ready=True, close=True, counted=True, fault=fault), delay=0.0)
+                return
+            if fault.kind == "status-burst":
+                status = state.faults.burst_status(fault)
+            else:  # "close": an ordinary answer, then the connection ends without notice
+                self._closing = True
+                close = True
 
         delay = options.delay if options.delay is not None else state.draw_delay()
-        parts = _build_response(
-            state,
-            options.status,
+        parts = build_response(
+            state.common_headers,
+            status,
             state.body(options.size),
-            _HTML_TYPE,
+            HTML_TYPE,
             head_only=head_only,
             chunked=options.chunked and can_chunk,
-            delay_header=_delay_header(delay),
+            delay_header=delay_header(delay),
             connection_header=connection_header,
         )
-        self._enqueue(_PendingResponse(parts, ready=delay <= 0, close=not keep_alive, counted=True), delay)
+        self._enqueue(_PendingResponse(parts, ready=delay <= 0, close=close, counted=True), delay)
 
     def _enqueue(self, pending: _PendingResponse, delay: float) -> None:
         if pending.ready and not self._pending:
@@ -498,19 +443,23 @@ class TargetProtocol(asyncio.Protocol):
             self._transport.close()
 
     def _write(self, pending: _PendingResponse) -> bool:
-        """Write one response; return True if the connection is now closed."""
+        """Write one response; return True if the connection is now closed (or a fault owns it)."""
         transport = self._transport
         if transport is None or transport.is_closing():
             return True
         state = self._state
+        if pending.fault is not None:
+            state.requests += 1
+            self._fault_writer = start_takeover(pending.fault, transport, self._loop, state.common_headers)
+            return True
         if pending.control is not None:
             if pending.control == RESET_PATH:
-                state.requests = 0
+                state.reset_counters()
             body = b'{"requests": %d}' % state.requests
-            pending.parts = _build_response(
-                state, 200, body, _JSON_TYPE,
+            pending.parts = build_response(
+                state.common_headers, 200, body, JSON_TYPE,
                 head_only=pending.head_only, chunked=False,
-                delay_header=_ZERO_DELAY_HEADER, connection_header=pending.connection_header,
+                delay_header=ZERO_DELAY_HEADER, connection_header=pending.connection_header,
             )
         parts = pending.parts
         if len(parts) == 1:
@@ -529,10 +478,10 @@ class TargetProtocol(asyncio.Protocol):
         """Answer an unparseable request (after any earlier ones) and close."""
         self._closing = True
         body = b"bad request\n" if status == 400 else b"internal server error\n"
-        parts = _build_response(
-            self._state, status, body, _TEXT_TYPE,
+        parts = build_response(
+            self._state.common_headers, status, body, TEXT_TYPE,
             head_only=False, chunked=False,
-            delay_header=_ZERO_DELAY_HEADER, connection_header=_CONNECTION_CLOSE,
+            delay_header=ZERO_DELAY_HEADER, connection_header=CONNECTION_CLOSE,
         )
         self._enqueue(_PendingResponse(parts, ready=True, close=True, counted=False), delay=0.0)
 
@@ -541,64 +490,6 @@ class TargetProtocol(asyncio.Protocol):
             self._close_when_drained = True
         elif self._transport is not None:
             self._transport.close()
-
-
-def _build_response(
-    state: _TargetState,
-    status: int,
-    body: bytes,
-    content_type: bytes,
-    *,
-    head_only: bool,
-    chunked: bool,
-    delay_header: bytes,
-    connection_header: bytes,
-) -> list:
-    """Return the response as a list of byte strings for one ``writelines``.
-
-    Small responses are joined into one element; a large body stays a
-    separate element so it is never copied.
-    """
-    if status in _BODYLESS_STATUSES:
-        framing = b""
-        body = b""
-        chunked = False
-    elif chunked:
-        framing = _CHUNKED_HEADER
-    else:
-        framing = b"Content-Length: %d\r\n" % len(body)
-    head = b"".join(
-        (
-            _status_line(status),
-            state.common_headers,
-            content_type,
-            framing,
-            delay_header,
-            connection_header,
-            _END_OF_HEADERS,
-        )
-    )
-    if head_only or not body and not chunked:
-        return [head]
-    if chunked:
-        return _chunked_parts(head, body)
-    if len(body) <= 64 * 1024:
-        return [head + body]
-    return [head, body]
-
-
-def _chunked_parts(head: bytes, body: bytes) -> list:
-    """Frame ``body`` as chunks of at most CHUNK_SIZE bytes, without copying it."""
-    parts = [head]
-    view = memoryview(body)
-    size = len(body)
-    for start in range(0, size, CHUNK_SIZE):
-        length = min(CHUNK_SIZE, size - start)
-        parts.append(_FULL_CHUNK_PREFIX if length == CHUNK_SIZE else b"%x\r\n" % length)
-        parts.append(view[start : start + length])
-        parts.append(_CHUNK_SEPARATOR)
-    parts.append(_LAST_CHUNK)
-    return parts
 
 
 async def start_server(host: str, port: int, config: TargetConfig) -> asyncio.Server:
