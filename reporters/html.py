@@ -54,9 +54,9 @@ letter-spacing:.06em}
 section{background:var(--card);border:1px solid var(--line);border-radius:14px;padding:18px 20px;margin:16px 0;
 box-shadow:0 1px 2px rgba(15,23,42,.04)}
 .scroll{overflow-x:auto}
-table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
+table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums;font-size:13px}
 th{font-size:12px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.04em}
-th,td{padding:7px 10px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
+th,td{padding:6px 8px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 th.l,td.l{text-align:left}
 td.wrap{white-space:normal}
 tbody tr:hover{background:#f8fafc}
@@ -134,9 +134,10 @@ def _banners(result: dict[str, Any]) -> str:
     verdict = generator.get("verdict")
     if verdict:
         kind = "ok" if verdict == "ok" else "warn"
+        lag = generator.get("loop_lag_p99_ms", 0)
         facts = (f"peak RSS {generator.get('peak_rss_mb', 0):.0f} MB · CPU {generator.get('cpu_s', 0):.1f} s in "
-                 f"{generator.get('processes', 1)} process(es) · loop lag p99 {generator.get('loop_lag_p99_ms', 0):.1f}"
-                 f" ms · {generator.get('event_loop', '')}")
+                 f"{generator.get('processes', 1)} process(es) · loop lag p99 {lag:.1f} ms · "
+                 f"{generator.get('event_loop', '')}")
         reasons = "".join(f"<li>{_e(r)}</li>" for r in generator.get("reasons") or [])
         out.append(f'<div class="banner {kind}"><b>Load generator: {_e(verdict.upper())}</b> '
                    f'<span class="muted">{_e(facts)}</span>{f"<ul>{reasons}</ul>" if reasons else ""}</div>')
@@ -181,10 +182,11 @@ def _totals(totals: dict[str, Any]) -> str:
             f'</tbody></table></div><p class="muted">Latency is measured from the intended send time (open model) '
             f'or the send (closed); service time from the actual send.</p>'
             f'<p class="chips"><b>status codes</b> {codes or "none"}</p>'
-            f'<p class="chips"><b>errors</b> {errors or "none"}</p></div></div></section>')
+            f'<p class="chips"><b>no response</b> {errors or "none"}</p></div></div></section>')
 
 
 def _load(stage: dict[str, Any]) -> str:
+    """What the stage asked for, as HTML (no user strings in it)."""
     rate = stage.get("rate")
     if rate:
         ramp = (f"{rate['requested_from']:,.0f}→{rate['requested_to']:,.0f}/s"
@@ -200,25 +202,26 @@ def _stage_cells(block: dict[str, Any]) -> str:
     failed = block.get("failed", 0)
     cells = [_int(requests), _int(block.get("ok", 0)), f'<span class="{"bad" if failed else ""}">{failed:,}</span>',
              _int(block.get("dropped", 0)), _pct(failed, requests), f"{block.get('rps', 0):,.1f}",
-             f"{block.get('duration_s', 0):,.2f}"] + [_ms(latency.get(k)) for k in ("p50", "p90", "p95", "p99", "max")]
+             f"{block.get('duration_s', 0):,.2f}"] + [_ms(latency.get(k)) for k in ("p50", "p95", "p99", "max")]
     return "".join(f"<td>{c}</td>" for c in cells)
 
 
 def _stages(result: dict[str, Any]) -> str:
     head = ("<tr><th class='l'>stage / request</th><th class='l'>load</th><th>requests</th><th>ok</th><th>failed</th>"
-            "<th>dropped</th><th>errors</th><th>req/s</th><th>secs</th><th>p50</th><th>p90</th><th>p95</th>"
+            "<th>dropped</th><th>error %</th><th>req/s</th><th>secs</th><th>p50</th><th>p95</th>"
             "<th>p99</th><th>max</th></tr>")
     rows = []
     for stage in result.get("stages") or []:
         flag = ' <span class="badge fail">INTERRUPTED</span>' if stage.get("interrupted") else ""
-        rows.append(f'<tr><td class="l"><b>{_e(stage["name"])}</b>{flag}</td><td class="l">{_e(_load(stage))}</td>'
+        rows.append(f'<tr><td class="l"><b>{_e(stage["name"])}</b>{flag}</td><td class="l wrap">{_load(stage)}</td>'
                     f"{_stage_cells(stage)}</tr>")
         for request in stage.get("by_request") or []:
             rows.append(f'<tr class="sub"><td class="l">{_e(request["name"])}</td><td></td>'
                         f"{_stage_cells(request)}</tr>")
     rows.append(f'<tr class="total"><td class="l">total</td><td></td>{_stage_cells(result.get("totals") or {})}</tr>')
     return (f'<section><h2>Stages</h2><div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}'
-            f'</tbody></table></div><p class="muted">Latencies in ms.</p></section>')
+            f'</tbody></table></div><p class="muted">Latencies in ms; every percentile of the whole run is under '
+            f'Totals.</p></section>')
 
 
 def _status(ok: bool) -> str:
@@ -281,23 +284,39 @@ def _stage_offsets(result: dict[str, Any]) -> list[float]:
 
 
 def _charts(result: dict[str, Any]) -> str:
+    """Time charts on one run-wide axis, each stage a shaded band.
+
+    Points sit at the middle of their interval. A stage's last interval
+    usually extends past the stage's end (the bucket is fixed-width), so its
+    rates are taken over the part the stage actually ran; dividing by the
+    full width would draw a cliff that never happened. When that part is
+    under a quarter of the interval the rate is left out: a few requests
+    over a few milliseconds give a spike that says nothing (the stage table
+    has the stage's real rate).
+    """
     stages = result.get("stages") or []
     offsets = _stage_offsets(result)
     bands, lat = [], {k: [] for k in ("p50", "p90", "p99")}
     rps, errors, dropped = [], [], []
     for stage, offset in zip(stages, offsets):
         series = stage.get("timeseries") or []
-        end = offset + max(stage.get("duration_s", 0.0), series[-1]["t"] if series else 0.0)
-        bands.append(Band(offset, end, stage["name"]))
+        duration = stage.get("duration_s", 0.0)
+        bands.append(Band(offset, offset + (duration or (series[-1]["t"] if series else 0.0)), stage["name"]))
         previous = 0.0
         for point in series:
-            width = point["t"] - previous or 1.0
-            x = offset + point["t"] - width / 2
+            start, end = previous, point["t"]
             previous = point["t"]
+            if start < duration < end:  # the stage ended inside this bucket: rate over the part it ran
+                end = duration
+            width = end - start or 1.0
+            x = offset + (start + end) / 2
             completed = point.get("ok", 0) + point.get("failed", 0)
             for key in lat:
                 lat[key].append((x, point["latency_ms"][key]) if completed else None)
-            rps.append((x, point.get("rps", 0.0)))
+            if width < 0.25 * (point["t"] - start):  # a sliver: a rate over it is noise
+                rps.append(None), errors.append(None), dropped.append(None)
+                continue
+            rps.append((x, completed / width))
             errors.append((x, point.get("failed", 0) / width))
             dropped.append((x, point.get("dropped", 0) / width))
         for line in (*lat.values(), rps, errors, dropped):
@@ -312,7 +331,9 @@ def _charts(result: dict[str, Any]) -> str:
             throughput.append(Series("dropped/s", "#f59e0b", dropped, dash="5 4"))
         parts.append(f"<section><h2>Latency over time</h2>{line_chart(latency, y_unit='ms', bands=bands)}</section>")
         parts.append(f"<section><h2>Throughput and errors over time</h2>"
-                     f"{line_chart(throughput, y_unit='req/s', bands=bands)}</section>")
+                     f"{line_chart(throughput, y_unit='req/s', bands=bands)}<p class='muted'>Completed requests "
+                     f"per second; a stage's final interval is left out when the stage ran for less than a quarter "
+                     f"of it.</p></section>")
     parts.append(_percentile_bars(result))
     return "".join(parts)
 

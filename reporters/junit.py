@@ -39,11 +39,11 @@ def format_value(value: float | None, unit: str | None) -> str:
     if value is None:
         return "no data"
     if unit == "ms":
-        return f"{_number(float(value))}ms"
+        return f"{_number(float(value))} ms"
     if unit == "ratio":
         return f"{_number(float(value) * 100)}%"
     if unit == "per_s":
-        return f"{_number(float(value))}/s"
+        return f"{float(value):,.1f}/s"
     return _number(value)
 
 
@@ -52,6 +52,15 @@ def scope_label(threshold: dict[str, Any]) -> str:
     scope = threshold.get("scope") or "total"
     target = threshold.get("target")
     return f"{scope}/{target}" if target else scope
+
+
+def bare_expression(threshold: dict[str, Any]) -> str:
+    """The expression without its ``stage:NAME`` / ``request:NAME`` prefix (the scope is shown apart)."""
+    expression = threshold.get("expression") or f"{threshold.get('metric')} {threshold.get('op')} ?"
+    prefix = f"{threshold.get('scope')}:{threshold.get('target')}"
+    if threshold.get("target") and expression.startswith(prefix):
+        return expression[len(prefix):].lstrip()
+    return expression
 
 
 def aggregated_checks(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -73,8 +82,7 @@ def _case(suite: ET.Element, classname: str, name: str) -> ET.Element:
 
 
 def _threshold_case(suite: ET.Element, threshold: dict[str, Any]) -> bool:
-    expression = threshold.get("expression") or f"{threshold.get('metric')} {threshold.get('op')} ?"
-    case = _case(suite, "runner.thresholds", f"{scope_label(threshold)}: {expression}")
+    case = _case(suite, "runner.thresholds", f"{scope_label(threshold)}: {bare_expression(threshold)}")
     unit = threshold.get("unit")
     measured = format_value(threshold.get("actual"), unit)
     expected = f"{threshold.get('op', '')} {format_value(threshold.get('expected'), unit)}"
@@ -89,7 +97,8 @@ def _threshold_case(suite: ET.Element, threshold: dict[str, Any]) -> bool:
     if threshold.get("passed"):
         ET.SubElement(case, "system-out").text = _text("\n".join(details))
         return False
-    message = summary + (f" ({threshold['reason']})" if threshold.get("reason") else "")
+    reason = threshold.get("reason")
+    message = summary + (f" ({reason})" if reason and threshold.get("actual") is not None else "")
     failure = ET.SubElement(case, "failure", message=_text(message), type="threshold")
     failure.text = _text("\n".join(details))
     return True

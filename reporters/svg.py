@@ -181,7 +181,7 @@ def bar_chart(categories: list[str], series: list[BarSeries], *, y_unit: str, wi
     parts = [_open(width, height)]
     _y_axis(parts, y_ticks, y_of, left, right, y_unit)
     group_w = (right - left) / max(len(categories), 1)
-    bar_w = min(56.0, group_w * 0.8 / max(len(series), 1))
+    bar_w = min(56.0, group_w * 0.9 / max(len(series), 1))
     show_values = len(series) * len(categories) <= 24
     for ci, category in enumerate(categories):
         start = left + ci * group_w + (group_w - bar_w * len(series)) / 2
@@ -194,7 +194,7 @@ def bar_chart(categories: list[str], series: list[BarSeries], *, y_unit: str, wi
                          f'{escape(y_unit)}</title></rect>')
             if show_values:
                 parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{y - 5:.1f}" text-anchor="middle" '
-                             f'font-size="11" fill="{TEXT_COLOR}">{escape(value_format(value))}</text>')
+                             f'font-size="10" fill="{TEXT_COLOR}">{escape(value_format(value))}</text>')
         parts.append(f'<text x="{left + (ci + 0.5) * group_w:.1f}" y="{bottom + 19}" text-anchor="middle" '
                      f'{FONT} fill="#0f172a" font-weight="600">{escape(category)}</text>')
     parts.append(f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="{AXIS_COLOR}"/>')

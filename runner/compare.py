@@ -167,7 +167,7 @@ def _limit(metric: str, limit: float) -> str:
 
 
 def render_comparison(c: Comparison) -> str:
-    """A plain-text table for the terminal and CI logs, one row per scope and metric."""
+    """A plain-text table for the terminal and CI logs, one row per scope and metric (no final newline)."""
     header = ("scope", "metric", "baseline", "current", "change", "limit", "verdict")
     table = [header] + [
         (row.scope, row.metric, _value(row.metric, row.baseline), _value(row.metric, row.current),
@@ -186,4 +186,4 @@ def render_comparison(c: Comparison) -> str:
     regressions = sum(row.regressed for row in c.rows)
     lines.append(f"REGRESSED: {regressions} of {len(c.rows)} comparisons over their limit" if regressions
                  else f"OK: no regression over the limits ({len(c.rows)} comparisons)")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
