@@ -27,6 +27,18 @@ class Reporter(Protocol):
         ...
 
 
+class IntervalListener(Protocol):
+    """Optional: a reporter with ``interval`` also hears a snapshot once per interval during the run.
+
+    The snapshot is ``{"stage", "completed", "failed", "elapsed_s"}``; a
+    listener must return quickly (it runs on the load generator's event loop),
+    and an exception it raises is ignored rather than stopping the run.
+    """
+
+    def interval(self, update: dict[str, Any]) -> None:
+        ...
+
+
 def _builtin() -> dict[str, type]:
     from .console import ConsoleReporter
     from .csv import CsvReporter

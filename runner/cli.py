@@ -134,16 +134,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for output in outputs:
         check_writable(output)
 
+    instances = {output: reporters[output.reporter]() for output in outputs}
+    listeners = [r for r in instances.values() if callable(getattr(r, "interval", None))]
     progress = None if args.quiet else ProgressLine()
-    result = execute(plan, on_progress=progress)
+    result = execute(plan, on_progress=_fan_out(progress, listeners))
     if progress is not None:
         progress.finish()
     document = result.to_dict()
-    for output in outputs:
-        write_atomic(output.path, redact(reporters[output.reporter]().render(document), plan.secrets))
+    for output, reporter in instances.items():
+        write_atomic(output.path, redact(reporter.render(document), plan.secrets))
         if output.path != "-" and not args.quiet:
             print(f"wrote {output.reporter} report to {output.path}", file=sys.stderr)
     return exit_code_for(document)
+
+
+def _fan_out(progress, listeners):
+    """One progress callback for the progress line and every reporter that listens to intervals."""
+    if not listeners:
+        return progress
+
+    def notify(snapshot) -> None:
+        if progress is not None:
+            progress(snapshot)
+        update = {"stage": snapshot.stage.name, "completed": snapshot.completed, "failed": snapshot.failed,
+                  "elapsed_s": round(snapshot.elapsed_s, 3)}
+        for listener in listeners:
+            try:
+                listener.interval(update)
+            except Exception:  # a plugin's bug must not stop the load test
+                pass
+
+    return notify
 
 
 def exit_code_for(document: dict) -> int:

@@ -261,6 +261,11 @@ def generator_verdict(stages: list[StageResult], processes: list[dict]) -> dict[
         if stage.target_rate is not None and not stage.rate_met:
             reasons.append(f"stage {stage.name}: achieved {stage.achieved_rate:.1f}/s of "
                            f"{stage.target_rate:.1f}/s requested")
+    resource_errors = sum(stage.totals.errors.get("client_resource", 0) for stage in stages)
+    if resource_errors:
+        reasons.append(f"{resource_errors} requests failed with client_resource: this machine ran out of "
+                       f"file descriptors or ephemeral ports (EMFILE/EADDRNOTAVAIL); keep connections alive, "
+                       f"lower the concurrency, or widen net.ipv4.ip_local_port_range")
     worst_lag = max((p["loop_lag_ms"]["p99"] for p in processes), default=0.0)
     if worst_lag > LAG_P99_LIMIT_MS:
         reasons.append(f"event-loop lag p99 {worst_lag:.1f} ms > {LAG_P99_LIMIT_MS:.0f} ms: "
