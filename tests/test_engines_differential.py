@@ -14,6 +14,7 @@ import re
 import socket
 import threading
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -22,7 +23,7 @@ import uvloop
 from aiohttp import web
 
 from runner.compile import compile_scenario
-from runner.engines import select_engine
+from runner.engines import TransportError, select_engine
 from runner.engines.aiohttp_engine import AiohttpEngine
 from runner.engines.fast import FastEngine, FastEngineUnsupported
 from runner.executor import Executor
@@ -465,6 +466,88 @@ def test_aiohttp_web_server_statuses(tmp_path):
             stats = run_both(tmp_path, server.url, path=path, requests=100, concurrency=4)["fast"]
             assert counter["all"] == 200
             assert stats.status_codes == {expect[0]: 100} and stats.bytes == 100 * expect[1]
+
+
+# -- timeouts, size cap and captures agree ------------------------------------------
+
+
+def captured_on(tmp_path: Path, url: str, engine: str, requests: int = 2, method: str = "GET", **fields) -> list:
+    """Send on one channel; return [(status, bytes) or error class, captured] per request."""
+    plan = build_plan(tmp_path, url, engine, method=method)
+    plan = replace(plan, flow=tuple(replace(r, **fields) for r in plan.flow))
+    engine_class, _ = select_engine(plan, url)
+
+    async def main() -> list:
+        instance = engine_class(plan, url)
+        channel = await instance.open_channel(0)
+        results = []
+        try:
+            for seq in range(requests):
+                try:
+                    result = await channel.send(plan.flow[0], seq, 0)
+                except TransportError as exc:
+                    result = exc.error_class
+                results.append((result, channel.captured))
+        finally:
+            await channel.aclose()
+            await instance.aclose()
+        return results
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main())
+
+
+@pytest.mark.parametrize("response, close, body", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nX-A: 1\r\nx-a: 2\r\n\r\nhello world!", False, b"hello wo"),
+    (b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nETag: \"v1\"\r\n\r\n"
+     b"5\r\nhello\r\n7\r\n world!\r\n0\r\n\r\n", False, b"hello wo"),
+    (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\nuntil the end", True, b"until th"),
+    (b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+     b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nVary: a\r\nVary: b\r\n\r\nabc", False, b"abc"),
+])
+def test_captures_agree(tmp_path, response, close, body):
+    with RawServer(answer_each(response, close=close)) as server:
+        results = {engine: captured_on(tmp_path, server.url, engine, capture_headers=True, capture_body=8)
+                   for engine in ENGINES}
+    assert results["fast"] == results["aiohttp"]
+    for result, (headers, prefix) in results["fast"]:
+        assert isinstance(result, tuple) and prefix == body
+        assert "link" not in headers  # the interim response's headers are not the final response's
+        assert all(name == name.lower() for name in headers)
+    assert results["fast"][0][1][0].get("x-a", "1, 2") == "1, 2"
+    assert results["fast"][0][1][0].get("vary", "a, b") == "a, b"
+
+
+def test_body_too_large_agrees_for_every_framing(tmp_path):
+    for response, close in (
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n" + b"a" * 3000, False),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"bb8\r\n" + b"a" * 3000 + b"\r\n0\r\n\r\n",
+         False),
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"a" * 3000, True),
+    ):
+        with RawServer(answer_each(response, close=close)) as server:
+            for limit, expected in ((2999, "body_too_large"), (3000, (200, 3000))):
+                for engine in ENGINES:
+                    results = captured_on(tmp_path, server.url, engine, max_response_bytes=limit)
+                    assert results == [(expected, None)] * 2, (engine, limit, response[:40])
+
+
+def test_read_timeout_is_silence_not_total(tmp_path):
+    # 10 body bytes, one per 50 ms: never silent for 250 ms, so it completes.
+    async def trickle(reader, writer, server: RawServer) -> None:
+        while await server.read_request(reader) is not None:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+            for _ in range(10):
+                await asyncio.sleep(0.05)
+                writer.write(b"x")
+                await writer.drain()
+
+    with RawServer(trickle) as server:
+        for engine in ENGINES:
+            results = captured_on(tmp_path, server.url, engine, read_timeout_s=0.25)
+            assert results == [((200, 10), None)] * 2, engine
+            results = captured_on(tmp_path, server.url, engine, requests=1, read_timeout_s=0.03)
+            assert results == [("read_timeout", None)], engine
 
 
 # -- engine selection --------------------------------------------------------------

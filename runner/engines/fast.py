@@ -17,6 +17,15 @@ with ``read_timeout``. Errors are classified like the
 aiohttp engine's (see :func:`runner.engines.aiohttp_engine.classify`), so the
 two engines report the same error classes for the same faults.
 
+Connecting (name lookup included) is bounded by ``connect_timeout_s`` and by
+the total ``timeout_s``, whichever ends first, and fails as
+``connect_timeout``. The optional per-request features -- ``read_timeout_s``
+(the watchdog fails a request that received nothing for that long, measured
+to within one tick), ``max_response_bytes`` (the connection is dropped as soon
+as the body exceeds it: ``body_too_large``) and captures (``channel.captured``)
+-- live in :class:`_CheckedConnection` and :class:`_CheckedChannel`, used only
+by plans that ask for them; other plans run the exact code path they always did.
+
 Only ``http://`` targets are supported; :func:`unsupported_reason` says why a
 plan cannot use this engine, and the constructor refuses such a plan.
 """
@@ -125,7 +134,8 @@ def _check_header(name: str, value: str) -> None:
 class _Encoded:
     """One RequestPlan as bytes: all of it when static, else the pieces around the path."""
 
-    __slots__ = ("whole", "prefix", "tail", "body", "render", "plain", "is_head", "idempotent")
+    __slots__ = ("whole", "prefix", "tail", "body", "render", "plain", "is_head", "idempotent",
+                 "connect_timeout", "read_timeout", "limit", "capture_headers", "capture_body", "captures")
 
     def __init__(self, request: RequestPlan, host_header: bytes, path_prefix: str):
         names = {name.lower() for name, _ in request.headers}
@@ -149,6 +159,12 @@ class _Encoded:
         self.prefix = request.method.encode("ascii") + b" "
         self.is_head = request.method == "HEAD"
         self.idempotent = request.method in _IDEMPOTENT_METHODS
+        self.connect_timeout = min(request.connect_timeout_s, request.timeout_s)
+        self.read_timeout = request.read_timeout_s
+        self.limit = max(request.max_response_bytes, 0)
+        self.capture_headers = bool(request.capture_headers)
+        self.capture_body = max(request.capture_body, 0)
+        self.captures = self.capture_headers or self.capture_body > 0
         self.render = request.render_path
         self.plain = False
         self.whole = None
@@ -192,6 +208,14 @@ class _HeadInspector:
             self.complete = True
 
 
+def _add_header(headers: dict, name: bytes, value: bytes) -> None:
+    """Add one response header to a capture: lower-case name, repeated headers joined with ", "."""
+    key = name.decode("utf-8", "replace").lower()
+    text = value.decode("utf-8", "replace").strip()
+    previous = headers.get(key)
+    headers[key] = text if previous is None else previous + ", " + text
+
+
 def _ended_by_eof(chunks: list) -> bool:
     """At EOF: did the bytes in ``chunks`` start a complete response whose body ends at close?
 
@@ -218,15 +242,18 @@ class _HeadResponse:
     message boundary meanwhile, takes over again for the next response.
     """
 
-    __slots__ = ("conn", "parser", "connection")
+    __slots__ = ("conn", "parser", "connection", "headers")
 
     def __init__(self, conn: "_Connection"):
         self.conn = conn
         self.parser = _new_parser(self)
         self.connection = b""
+        self.headers = None
 
     def on_message_begin(self) -> None:
         self.connection = b""
+        if self.conn.encoded.capture_headers:
+            self.headers = {}
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # llhttp's should_keep_alive() would say no for a HEAD response without
@@ -234,6 +261,8 @@ class _HeadResponse:
         # Connection header and the version ourselves.
         if name.lower() == b"connection":
             self.connection += b"," + value.lower()
+        if self.headers is not None:
+            _add_header(self.headers, name, value)
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -253,6 +282,8 @@ class _HeadResponse:
         if status == 101 or not keep_alive:
             conn.alive = False
             conn.transport.close()
+        if conn.encoded.captures:
+            conn.channel.captured = (self.headers or {}, b"")
         try:
             waiter.set_result((status, 0))
         except _InvalidState:
@@ -356,7 +387,7 @@ class _Connection(asyncio.Protocol):
         elif exc is not None:
             error = TransportError(_error_class_for_lost(exc), str(exc))
         elif _ended_by_eof(self.head_chunks):
-            waiter.set_result((self.parser.get_status_code(), self.received))
+            self._completed_by_eof(waiter)
             return
         else:
             error = TransportError("closed_early", "the server closed the connection before a complete response")
@@ -386,6 +417,10 @@ class _Connection(asyncio.Protocol):
 
     # -- helpers -----------------------------------------------------------
 
+    def _completed_by_eof(self, waiter: asyncio.Future) -> None:
+        """The response's body was delimited by the close and is complete."""
+        waiter.set_result((self.parser.get_status_code(), self.received))
+
     def _upgraded(self) -> None:
         # Only a 101 gets here; its response completed before the parser paused.
         self.alive = False
@@ -411,6 +446,84 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+class _CheckedConnection(_Connection):
+    """A connection for plans that use read timeouts, a response size cap or captures.
+
+    Plans that use none of them get :class:`_Connection`, whose per-response
+    work is exactly what it was before these features existed. Here every
+    ``data_received`` is counted (the watchdog tells silence from progress by
+    the count), every body piece is checked against the cap, and headers and
+    a body prefix are kept for requests that capture them.
+    """
+
+    __slots__ = ("reads", "watched", "watched_reads", "quiet_since", "captured_headers", "captured_body")
+
+    def __init__(self, channel: "_FastChannel"):
+        super().__init__(channel)
+        self.reads = 0  # data_received calls so far
+        self.watched = None  # the waiter the watchdog saw last, with the read count then and since when
+        self.watched_reads = 0
+        self.quiet_since = 0.0
+        self.captured_headers: dict = {}
+        self.captured_body = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.reads += 1
+        if self.waiter is None:
+            self.alive = False
+            self.transport.abort()
+            return
+        if not self.received:
+            self.head_chunks.append(data)
+        try:
+            self.parser.feed_data(data)
+        except _ParserUpgrade:
+            self._upgraded()
+        except _ParserCallbackError as exc:
+            self.fail("other", f"fast engine callback error: {exc.__context__!r}")
+        except _ParserError as exc:
+            self.fail("protocol_error", str(exc))
+
+    # -- httptools callbacks (main parser) -----------------------------------
+
+    def on_message_begin(self) -> None:
+        encoded = self.encoded
+        if encoded is not None and encoded.captures:
+            self.captured_headers = {}
+            self.captured_body = bytearray()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.encoded.capture_headers:
+            _add_header(self.captured_headers, name, value)
+
+    def on_body(self, body: bytes) -> None:
+        received = self.received + len(body)
+        self.received = received
+        encoded = self.encoded
+        keep = encoded.capture_body - len(self.captured_body)
+        if keep > 0:
+            self.captured_body += body[:keep]
+        if encoded.limit and received > encoded.limit and self.waiter is not None:
+            self.fail("body_too_large", f"the response body exceeded {encoded.limit} bytes")
+
+    def on_message_complete(self) -> None:
+        waiter = self.waiter
+        if waiter is None:
+            return
+        status = self.parser.get_status_code()
+        if (status >= 200 or status == 101) and self.encoded.captures:
+            self.channel.captured = self._capture()
+        _Connection.on_message_complete(self)
+
+    def _completed_by_eof(self, waiter: asyncio.Future) -> None:
+        if self.encoded.captures:
+            self.channel.captured = self._capture()
+        _Connection._completed_by_eof(self, waiter)
+
+    def _capture(self) -> tuple[dict, bytes]:
+        return self.captured_headers, bytes(self.captured_body)
+
+
 class _FastChannel:
     """One worker's connection slot; reconnects lazily whenever the connection is gone.
 
@@ -420,13 +533,14 @@ class _FastChannel:
     coroutine only when it must connect first.
     """
 
-    __slots__ = ("_engine", "_loop", "_conn", "_encoded")
+    __slots__ = ("_engine", "_loop", "_conn", "_encoded", "captured")
 
     def __init__(self, engine: "FastEngine", loop: asyncio.AbstractEventLoop):
         self._engine = engine
         self._loop = loop
         self._conn = None
         self._encoded = engine._encoded
+        self.captured = None  # set by the connection when a request captures (only on _CheckedChannel)
 
     def send(self, request: RequestPlan, seq: int, worker: int):
         conn = self._conn
@@ -463,12 +577,13 @@ class _FastChannel:
 
     async def _connect_and_send(self, request: RequestPlan, seq: int, worker: int) -> tuple[int, int]:
         loop = self._loop
-        deadline = loop.time() + request.timeout_s  # the timeout covers connecting, like aiohttp's total
+        now = loop.time()
+        deadline = now + request.timeout_s  # the timeout covers connecting, like aiohttp's total
         encoded = self._encoded[request.index]
         data = encoded.whole
         if data is None:
             data = encoded.prefix + encoded.encode_path(encoded.render(seq, worker)) + encoded.tail
-        conn = await self._connect(deadline)
+        conn = await self._connect(now + encoded.connect_timeout)
         waiter = loop.create_future()
         conn.start(waiter, data, encoded, deadline, retryable=False)
         try:
@@ -486,7 +601,7 @@ class _FastChannel:
     async def _resend(self, waiter: asyncio.Future, data: bytes, encoded: _Encoded, deadline: float) -> None:
         """Send a request again on a new connection; its outcome settles the original Future."""
         try:
-            conn = await self._connect(deadline)
+            conn = await self._connect(min(deadline, self._loop.time() + encoded.connect_timeout))
         except TransportError as exc:
             if not waiter.done():
                 waiter.set_exception(exc)
@@ -496,6 +611,7 @@ class _FastChannel:
         conn.start(waiter, data, encoded, deadline, retryable=False)
 
     async def _connect(self, deadline: float) -> _Connection:
+        """A new connection, established by ``deadline`` (else connect_timeout)."""
         engine = self._engine
         loop = self._loop
         old = self._conn
@@ -533,7 +649,7 @@ class _FastChannel:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             await loop.sock_connect(sock, address)
-            _, conn = await loop.create_connection(lambda: _Connection(self), sock=sock)
+            _, conn = await loop.create_connection(lambda: self._engine._connection_class(self), sock=sock)
         except BaseException:
             sock.close()
             raise
@@ -546,6 +662,16 @@ class _FastChannel:
             if conn.waiter is not None:
                 conn.fail("other", "the channel was closed")
             conn.close()
+
+
+class _CheckedChannel(_FastChannel):
+    """The channel of a plan with captures: ``captured`` describes the last send only."""
+
+    __slots__ = ()
+
+    def send(self, request: RequestPlan, seq: int, worker: int):
+        self.captured = None
+        return _FastChannel.send(self, request, seq, worker)
 
 
 class FastEngine:
@@ -586,7 +712,14 @@ class FastEngine:
         self._resolving: asyncio.Future | None = None
         self._connections: set[_Connection] = set()
         self._retries: set[asyncio.Task] = set()
-        shortest = min((r.timeout_s for r in plan.flow), default=1.0)
+        # The optional features cost per-response work only when the plan uses them.
+        encoded = self._encoded
+        self._silence_limits = any(e.read_timeout is not None for e in encoded)
+        checked = self._silence_limits or any(e.limit or e.captures for e in encoded)
+        self._connection_class = _CheckedConnection if checked else _Connection
+        self._channel_class = _CheckedChannel if any(e.captures for e in encoded) else _FastChannel
+        shortest = min([r.timeout_s for r in plan.flow]
+                       + [r.read_timeout_s for r in plan.flow if r.read_timeout_s is not None] or [1.0])
         self._tick_s = min(max(shortest / 10.0, _WATCHDOG_MIN_S), _WATCHDOG_MAX_S)
         self._watchdog: asyncio.Task | None = None
         self._closed = False
@@ -599,7 +732,7 @@ class FastEngine:
         loop = asyncio.get_running_loop()
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = loop.create_task(self._watch(loop))
-        return _FastChannel(self, loop)
+        return self._channel_class(self, loop)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -625,12 +758,40 @@ class FastEngine:
         tick = self._tick_s
         connections = self._connections
         sleep = asyncio.sleep
+        silence_limits = self._silence_limits
         while True:
             await sleep(tick)
             now = loop.time()
             expired = [c for c in connections if c.waiter is not None and c.deadline <= now]
             for conn in expired:
                 conn.fail("read_timeout", "no complete response within the request timeout")
+            if silence_limits:
+                self._check_silence(now)
+
+    def _check_silence(self, now: float) -> None:
+        """Fail requests that received nothing for longer than their read timeout.
+
+        Progress is a change of the connection's ``reads`` count between two
+        ticks, so silence is measured to within one tick (a tenth of the
+        shortest timeout, at most 0.1 s) and the hot path keeps no clock.
+        """
+        silent = []
+        for conn in self._connections:
+            waiter = conn.waiter
+            if waiter is None:
+                continue
+            limit = conn.encoded.read_timeout
+            if limit is None:
+                continue
+            if waiter is not conn.watched or conn.reads != conn.watched_reads:
+                conn.watched = waiter
+                conn.watched_reads = conn.reads
+                conn.quiet_since = now
+            elif now - conn.quiet_since >= limit:
+                silent.append(conn)
+        for conn in silent:
+            conn.watched = None
+            conn.fail("read_timeout", f"nothing received for {conn.encoded.read_timeout} s")
 
     @staticmethod
     def _numeric_addresses(host: str, port: int) -> list | None:

@@ -118,6 +118,8 @@ class TargetConfig:
             raise ValueError(
                 f"delay_min_s ({self.delay_min_s}) must not exceed delay_max_s ({self.delay_max_s})"
             )
+        # Accept any iterable of pairs; keep a tuple so the config stays hashable.
+        object.__setattr__(self, "faults", tuple((str(kind), float(p)) for kind, p in self.faults))
         total = 0.0
         for kind, probability in self.faults:
             if kind not in FAULT_KINDS:
