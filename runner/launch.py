@@ -51,7 +51,7 @@ def target_url(plan: Plan) -> Iterator[str]:
     builtin = plan.builtin
     config = TargetConfig(
         body_size=builtin.body_size, delay_min_s=builtin.delay_min_s,
-        delay_max_s=builtin.delay_max_s, seed=builtin.seed,
+        delay_max_s=builtin.delay_max_s, seed=builtin.seed, faults=builtin.faults,
     )
     with BuiltinTarget(config) as server:
         yield server.url

@@ -245,6 +245,10 @@ def _message(error: dict, path: FieldPath, missing: str | None) -> str:
         return f"must be {ctx.get('expected')} (got {error.get('input')!r})"
     if kind == "too_short":
         return "must not be empty"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a mapping of key: value pairs (got {error.get('input')!r})"
+    if kind == "list_type":
+        return f"expected a list (got {error.get('input')!r})"
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
@@ -268,6 +272,11 @@ def _semantic_problems(data: Any, marked: _Marked, source: str, known_reporters:
         for index, request in enumerate(flow):
             path_value = request.get("path") if isinstance(request, dict) else None
             if not isinstance(path_value, str):
+                continue
+            if path_value.count("{") - path_value.count("${") != path_value.count("}") - path_value.count("${"):
+                where = _locate(marked, ("flow", index, "path"), source)
+                problems.append(Problem(*where, f"flow[{index}].path",
+                                        "unbalanced '{' or '}' in the path template, e.g. '/item/{seq}'"))
                 continue
             for name in _template_fields(path_value):
                 if name not in variables:
@@ -334,8 +343,13 @@ def load_scenario(path: str | Path, *, overrides: Iterable[str] = (), target: st
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ScenarioError([Problem(source, None, None, "", "file not found")])
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError([Problem(source, None, None, "", f"cannot read file: {exc}")])
+    except UnicodeDecodeError as exc:
+        raw = Path(path).read_bytes()[: exc.start]
+        line, column = raw.count(b"\n") + 1, exc.start - (raw.rfind(b"\n") + 1) + 1
+        raise ScenarioError([Problem(source, line, column, "",
+                                     f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8")])
+    except OSError as exc:
+        raise ScenarioError([Problem(source, None, None, "", f"cannot read file: {exc.strerror or exc}")])
     marked = _compose(text, source)
     if not isinstance(marked.data, dict):
         line, column = marked.marks.get((), (1, 1))

@@ -82,6 +82,7 @@ class BuiltinTargetPlan:
     delay_min_s: float
     delay_max_s: float
     seed: int
+    faults: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

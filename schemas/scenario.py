@@ -45,7 +45,24 @@ class BuiltinTarget(_Model):
 
     body_size: Size = Field(1024, description="Bytes of HTML in each response body.")
     delay: DelayRange = Field(default_factory=DelayRange, description="Random delay per response.")
-    seed: int = Field(0, description="Seed of the delay sequence.")
+    seed: int = Field(0, description="Seed of the delay and fault sequences.")
+    faults: dict[str, float] = Field(
+        default_factory=dict,
+        description="Fault kind -> probability for ordinary requests, e.g. {reset: 0.01, status-burst: 0.05}.")
+
+    @field_validator("faults")
+    @classmethod
+    def _known_faults(cls, value: dict[str, float]) -> dict[str, float]:
+        kinds = ("bad-chunked", "close", "hang", "huge", "malformed-headers", "malformed-status", "reset",
+                 "short-body", "slow-body", "slow-headers", "status-burst")
+        for kind, probability in value.items():
+            if kind not in kinds:
+                raise ValueError(f"unknown fault {kind!r}; kinds: {', '.join(kinds)}")
+            if not 0.0 <= probability <= 1.0:
+                raise ValueError(f"fault {kind!r}: probability must be between 0 and 1 (got {probability})")
+        if sum(value.values()) > 1.0:
+            raise ValueError("fault probabilities add up to more than 1")
+        return value
 
 
 class Defaults(_Model):

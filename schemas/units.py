@@ -29,6 +29,8 @@ def parse_duration(value: Any) -> float:
     if not isinstance(value, str):
         raise ValueError("expected a duration such as 500ms, 30s, 2m or 1h")
     text = value.strip().replace(" ", "")
+    if text.startswith("-"):
+        raise ValueError(f"a duration cannot be negative (got {value!r})")
     pos, total = 0, 0.0
     for match in _DURATION_PART.finditer(text):
         if match.start() != pos:

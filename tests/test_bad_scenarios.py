@@ -17,7 +17,7 @@ _EXPECT = re.compile(r"^# expect: (\d+): (.+)$")
 
 
 def expectation(path: Path) -> tuple[int, str]:
-    match = _EXPECT.match(path.read_text().splitlines()[0])
+    match = _EXPECT.match(path.read_bytes().decode("utf-8", "replace").splitlines()[0])
     assert match, f"{path.name} lacks its '# expect: LINE: fragment' first line"
     return int(match.group(1)), match.group(2)
 
