@@ -86,6 +86,35 @@ def builtin_target():
         yield target
 
 
+def run_plan(plan, url: str):
+    """Run ``plan`` on the engine it selects, through the real Executor, on uvloop.
+
+    Returns the merged totals and the summed stage durations, after checking
+    that every request was counted exactly once.
+    """
+    import uvloop
+
+    from runner.engines import select_engine
+    from runner.executor import Executor
+    from runner.metrics.recorder import RequestStats
+
+    engine_class, _ = select_engine(plan, url)
+
+    async def main():
+        engine = engine_class(plan, url)
+        try:
+            return await Executor(plan, engine).run()
+        finally:
+            await engine.aclose()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        outcomes = runner.run(main())
+    totals = RequestStats.merged([stats for outcome in outcomes for stats in outcome.stats])
+    assert totals.requests == totals.ok + totals.failed
+    assert totals.requests == sum(totals.status_codes.values()) + sum(totals.errors.values())
+    return totals, sum(outcome.duration_s for outcome in outcomes)
+
+
 def write_scenario(tmp_path: Path, text: str, name: str = "scenario.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text)

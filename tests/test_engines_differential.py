@@ -26,9 +26,10 @@ from runner.compile import compile_scenario
 from runner.engines import TransportError, select_engine
 from runner.engines.aiohttp_engine import AiohttpEngine
 from runner.engines.fast import FastEngine, FastEngineUnsupported
-from runner.executor import Executor
 from runner.loader import load_scenario
 from runner.metrics.recorder import RequestStats
+
+from .conftest import run_plan
 
 from .conftest import ThreadedServer
 
@@ -66,19 +67,7 @@ def run_engine(tmp_path: Path, target: str, engine: str, **plan_options) -> Requ
     engine_class, _ = select_engine(plan, target)
     assert engine_class is {"fast": FastEngine, "aiohttp": AiohttpEngine}[engine]
 
-    async def main() -> list:
-        instance = engine_class(plan, target)
-        try:
-            return await Executor(plan, instance).run()
-        finally:
-            await instance.aclose()
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        outcomes = runner.run(main())
-    totals = RequestStats.merged([stats for outcome in outcomes for stats in outcome.stats])
-    assert totals.requests == totals.ok + totals.failed
-    assert totals.requests == sum(totals.status_codes.values()) + sum(totals.errors.values())
-    return totals
+    return run_plan(plan, target)[0]
 
 
 def summary(stats: RequestStats) -> tuple:

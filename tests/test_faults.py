@@ -45,12 +45,12 @@ import uvloop
 
 from runner.compile import compile_scenario
 from runner.engines import select_engine
-from runner.executor import Executor
 from runner.loader import load_scenario
 from runner.metrics.recorder import RequestStats
 from runner.target.process import BuiltinTarget
 from runner.target.server import TargetConfig, make_html_body
 
+from .conftest import run_plan
 from .test_engines_differential import RawServer, answer_each
 
 ENGINES = ("fast", "aiohttp")
@@ -94,22 +94,8 @@ def build_plan(tmp_path: Path, target: str, engine: str, path: str, *, requests:
 
 def execute(plan, url: str) -> tuple[RequestStats, float]:
     """Run ``plan`` through the Executor; return the totals and the stage's duration."""
-    engine_class, _ = select_engine(plan, url)
-    assert engine_class.name == plan.engine
-
-    async def main():
-        engine = engine_class(plan, url)
-        try:
-            return await Executor(plan, engine).run()
-        finally:
-            await engine.aclose()
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        outcomes = runner.run(main())
-    totals = RequestStats.merged([stats for outcome in outcomes for stats in outcome.stats])
-    assert totals.requests == totals.ok + totals.failed
-    assert totals.requests == sum(totals.status_codes.values()) + sum(totals.errors.values())
-    return totals, sum(outcome.duration_s for outcome in outcomes)
+    assert select_engine(plan, url)[0].name == plan.engine
+    return run_plan(plan, url)
 
 
 def run_fault(tmp_path, target: BuiltinTarget, engine: str, path: str, **options) -> tuple[RequestStats, float]:

@@ -1,7 +1,6 @@
 """End-to-end runs against real loopback servers: counts add up and match what the server saw."""
 
 import orjson
-import pytest
 
 from runner.cli import main
 from schemas.result import RunResultModel

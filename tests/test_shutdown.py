@@ -1,6 +1,5 @@
 """SIGINT and SIGTERM mid-run: stop issuing, finish in-flight requests, write every report, exit 130/143."""
 
-import os
 import signal
 import subprocess
 import sys
