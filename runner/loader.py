@@ -242,7 +242,9 @@ def _message(error: dict, path: FieldPath, missing: str | None) -> str:
     if kind == "greater_than_equal":
         return f"must be >= {ctx.get('ge')} (got {error.get('input')!r})"
     if kind == "literal_error":
-        return f"must be {ctx.get('expected')} (got {error.get('input')!r})"
+        got = error.get("input")
+        hint = " (a number, not a quoted string)" if isinstance(got, str) and got.strip().isdigit() else ""
+        return f"must be {ctx.get('expected')} (got {got!r}){hint}"
     if kind == "too_short":
         return "must not be empty"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
