@@ -290,7 +290,7 @@ class _HeadResponse:
             pass
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(asyncio.BufferedProtocol):
     """One TCP connection and the state of the one request in flight on it.
 
     Parser callbacks are only ``on_body`` and ``on_message_complete`` (the
@@ -302,7 +302,7 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = (
         "channel", "transport", "parser", "main_parser", "alive", "waiter", "deadline", "received",
-        "head_chunks", "sent", "encoded",
+        "head_chunks", "sent", "encoded", "_read_view",
     )
 
     def __init__(self, channel: "_FastChannel"):
@@ -316,6 +316,7 @@ class _Connection(asyncio.Protocol):
         self.head_chunks = []  # what arrived for this request before its first body byte
         self.sent = None  # the request bytes in flight when it may be retried, else None
         self.encoded = None
+        self._read_view = channel._engine._read_view
 
     def start(self, waiter: asyncio.Future, data: bytes, encoded: _Encoded, deadline: float,
               retryable: bool) -> None:
@@ -340,14 +341,33 @@ class _Connection(asyncio.Protocol):
         self.alive = True
         self.channel._engine._connections.add(self)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # Reads land in one buffer shared by every connection of the engine: the loop
+        # hands it out and takes it back synchronously, so no bytes object is made per read.
+        return self._read_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        data = self._read_view[:nbytes]
+        if self.waiter is None or not self.received:
+            self.data_received(data)  # the rare paths and the head of a response
+            return
+        try:  # inside a body: only the parser needs the bytes
+            self.parser.feed_data(data)
+        except _ParserUpgrade:
+            self._upgraded()
+        except _ParserCallbackError as exc:
+            self.fail("other", f"fast engine callback error: {exc.__context__!r}")
+        except _ParserError as exc:
+            self.fail("protocol_error", str(exc))
+
+    def data_received(self, data) -> None:
         if self.waiter is None:
             # Bytes nobody asked for: the connection cannot be trusted any more.
             self.alive = False
             self.transport.abort()
             return
         if not self.received:
-            self.head_chunks.append(data)
+            self.head_chunks.append(bytes(data))  # the shared read buffer is reused: keep a copy
         try:
             self.parser.feed_data(data)
         except _ParserUpgrade:
@@ -467,8 +487,12 @@ class _CheckedConnection(_Connection):
         self.captured_headers: dict = {}
         self.captured_body = bytearray()
 
-    def data_received(self, data: bytes) -> None:
+    def buffer_updated(self, nbytes: int) -> None:
         self.reads += 1  # the watchdog tells silence from a slow trickle by this count
+        super().buffer_updated(nbytes)
+
+    def data_received(self, data) -> None:
+        self.reads += 1  # (also reached directly, without buffer_updated, by tests and retries)
         super().data_received(data)
 
     # -- httptools callbacks (main parser) -----------------------------------
@@ -661,6 +685,10 @@ class _CheckedChannel(_FastChannel):
         return _FastChannel.send(self, request, seq, worker)
 
 
+#: Size of the engine's one read buffer (see _Connection.get_buffer).
+_READ_BUFFER_BYTES = 256 * 1024
+
+
 class FastEngine:
     """HTTP/1.1 keep-alive engine for plain http:// targets; one connection per worker."""
 
@@ -698,6 +726,7 @@ class FastEngine:
         self._resolved = self._numeric_addresses(host, port)
         self._resolving: asyncio.Future | None = None
         self._connections: set[_Connection] = set()
+        self._read_view = memoryview(bytearray(_READ_BUFFER_BYTES))
         self._retries: set[asyncio.Task] = set()
         # The optional features cost per-response work only when the plan uses them.
         encoded = self._encoded
