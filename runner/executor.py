@@ -74,12 +74,13 @@ ProgressCallback = Callable[[Progress], None]
 class _StageState:
     """Counters shared by one stage's tasks (one attribute write per request)."""
 
-    __slots__ = ("started", "late", "scheduled")
+    __slots__ = ("started", "late", "scheduled", "zero")
 
     def __init__(self) -> None:
         self.started = 0
         self.late = 0
         self.scheduled = 0
+        self.zero: float | None = None  # perf_counter() at the stage's time zero (intervals count from it)
 
 
 @dataclass
@@ -114,6 +115,7 @@ class Executor:
             if stage.model == "open":
                 await self._run_open(stage, stats, state)
             else:
+                state.zero = started
                 await self._run_closed(stage, stats, state)
         finally:
             ticker.cancel()
@@ -128,7 +130,9 @@ class Executor:
     async def _tick(self, stage: StagePlan, stats: list[RequestStats], state: _StageState,
                     sampler: SeriesSampler, started: float) -> None:
         interval = self.plan.interval_s
-        next_tick = started + interval
+        while state.zero is None:  # the open model starts its timeline once every slot is ready
+            await asyncio.sleep(0.001)
+        next_tick = state.zero + interval
         while True:
             await asyncio.sleep(max(0.0, next_tick - time.perf_counter()))
             next_tick += interval
@@ -292,6 +296,7 @@ class Executor:
                 break
             await asyncio.sleep(0 if attempt < 5 else 0.001)
         stage_start_ns = perf_ns()
+        state.zero = stage_start_ns / 1e9  # perf_counter_ns and perf_counter share one clock
         seq = stage.seq_offset
         step = stage.seq_step
         flow_length = len(flow)
