@@ -351,14 +351,7 @@ class _Connection(asyncio.BufferedProtocol):
         if self.waiter is None or not self.received:
             self.data_received(data)  # the rare paths and the head of a response
             return
-        try:  # inside a body: only the parser needs the bytes
-            self.parser.feed_data(data)
-        except _ParserUpgrade:
-            self._upgraded()
-        except _ParserCallbackError as exc:
-            self.fail("other", f"fast engine callback error: {exc.__context__!r}")
-        except _ParserError as exc:
-            self.fail("protocol_error", str(exc))
+        self._feed(data)  # inside a body: only the parser needs the bytes
 
     def data_received(self, data) -> None:
         if self.waiter is None:
@@ -368,6 +361,10 @@ class _Connection(asyncio.BufferedProtocol):
             return
         if not self.received:
             self.head_chunks.append(bytes(data))  # the shared read buffer is reused: keep a copy
+        self._feed(data)
+
+    def _feed(self, data) -> None:
+        """Give bytes to the parser; a parse failure ends the request in flight."""
         try:
             self.parser.feed_data(data)
         except _ParserUpgrade:
