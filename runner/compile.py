@@ -1,112 +1,53 @@
 """Validated :class:`Scenario` -> immutable :class:`Plan`.
 
-Templates are split here, once: a path like ``/page/{seq}`` becomes a closure
-that joins three pieces, so rendering a URL per request is a string concat,
-not a parse. Scenario variables (``vars``) are substituted at this point too.
+Templates are split here, once (:mod:`runner.templates`): a path like
+``/page/{seq}`` becomes literal pieces and field renderers, so rendering a
+request is a join, not a parse. Scenario variables (``vars``) and secret
+references are substituted at this point too; JSON and form bodies are
+serialised around their templated values; captures become extractors.
+Every request step of every flow gets one index in ``Plan.flow``, which is
+what metrics are kept by.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from functools import partial
 from pathlib import Path
+from urllib.parse import quote_plus
 
-from schemas.scenario import ConcurrencyRamp, RateRamp, Scenario, Stage
+from schemas.scenario import ConcurrencyRamp, DelayRange, RateRamp, Scenario, Stage
 from schemas.thresholds import AbortOnFail
 
+from .captures import compile_capture
 from .checks import CHECK_BODY_LIMIT, compile_checks
-from .secrets import SENSITIVE_HEADERS, resolve
-from .plan import BuiltinTargetPlan, PathRenderer, Plan, RequestPlan, StagePlan
+from .plan import BuiltinTargetPlan, FlowPlan, Plan, RequestPlan, StagePlan, ThinkPlan
+from .secrets import SENSITIVE_HEADERS
+from .templates import Template, compile_json, compile_template, fields_of
 
-_FIELD = re.compile(r"\{([^{}]*)\}")
-
-
-def _constant(path: str, seq: int, worker: int) -> str:
-    return path
+_FORM = "application/x-www-form-urlencoded"
+_JSON = "application/json"
 
 
-def _with_seq(before: str, after: str, seq: int, worker: int) -> str:
-    return f"{before}{seq}{after}"
+def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>", *, load_data: bool = True) -> Plan:
+    """Make every per-run decision now, so the request loop only executes.
 
-
-def _with_worker(before: str, after: str, seq: int, worker: int) -> str:
-    return f"{before}{worker}{after}"
-
-
-def _joined(pieces: tuple, seq: int, worker: int) -> str:
-    values = (seq, worker)
-    return "".join(p if isinstance(p, str) else str(values[p]) for p in pieces)
-
-
-def compile_path(template: str, variables: dict[str, object]) -> tuple[PathRenderer, bool]:
-    """Return a renderer ``(seq, worker) -> path`` and whether the path is constant.
-
-    Renderers are ``functools.partial`` objects over module functions: as fast
-    to call as closures, and picklable, so a plan can be shipped to worker
-    processes. The loader has already checked that every field is ``seq``,
-    ``worker`` or a key of ``variables``.
+    ``load_data=False`` skips reading data files (for callers that only
+    describe a plan); templates are still compiled against their columns.
     """
-    pieces: list[str | int] = []  # literal strings; 0 = seq, 1 = worker
-    position = 0
-    for match in _FIELD.finditer(template):
-        pieces.append(template[position:match.start()])
-        name = match.group(1)
-        if name == "seq":
-            pieces.append(0)
-        elif name == "worker":
-            pieces.append(1)
-        else:
-            pieces.append(str(variables[name]))
-        position = match.end()
-    pieces.append(template[position:])
-    merged: list[str | int] = []
-    for piece in pieces:
-        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
-            merged[-1] += piece
-        elif piece != "":
-            merged.append(piece)
-    dynamic = [p for p in merged if isinstance(p, int)]
-    if not dynamic:
-        return partial(_constant, "".join(str(p) for p in merged)), True
-    if len(merged) <= 3 and len(dynamic) == 1:
-        before = merged[0] if isinstance(merged[0], str) else ""
-        after = merged[-1] if isinstance(merged[-1], str) else ""
-        return partial(_with_seq if dynamic[0] == 0 else _with_worker, before, after), False
-    return partial(_joined, tuple(merged)), False
-
-
-def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>") -> Plan:
-    """Make every per-run decision now, so the request loop only executes."""
     secrets: set[str] = set()
     base_dir = Path(source).parent if source != "<scenario>" else None
-    default_headers = dict(scenario.defaults.headers)
-    flow = []
-    for index, request in enumerate(scenario.flow):
-        headers = {name: resolve(value, secrets, base_dir)
-                   for name, value in {**default_headers, **request.headers}.items()}
-        secrets.update(value for name, value in headers.items() if name.lower() in SENSITIVE_HEADERS)
-        body = resolve(request.body, secrets, base_dir) if request.body is not None else None
-        render, static = compile_path(resolve(request.path, secrets, base_dir), scenario.vars)
-        checks, has_status_check, needs_headers, needs_body = compile_checks(request.checks or scenario.defaults.checks)
-        flow.append(RequestPlan(
-            index=index,
-            name=request.display_name(),
-            method=request.method,
-            path_template=request.path,
-            render_path=render,
-            headers=tuple(headers.items()),
-            body=body.encode() if body is not None else None,
-            timeout_s=request.timeout or scenario.defaults.timeout,
-            is_static=static,
-            connect_timeout_s=scenario.defaults.connect_timeout,
-            read_timeout_s=scenario.defaults.read_timeout,
-            max_response_bytes=scenario.defaults.max_response_size,
-            capture_headers=needs_headers,
-            capture_body=CHECK_BODY_LIMIT if needs_body else 0,
-            checks=checks,
-            has_status_check=has_status_check,
-        ))
+    tables = _data_tables(scenario, base_dir) if load_data else ()
+    context = _Context(scenario, secrets, base_dir)
+    flows = []
+    for flow_index, flow in enumerate(scenario.all_flows()):
+        once = tuple(context.step(step, flow_index) for step in flow.once)
+        steps = tuple(context.step(step, flow_index) for step in flow.steps)
+        used = context.tables_used(flow)
+        per_iteration = tuple(i for i, (name, spec) in enumerate(scenario.data.items())
+                              if name in used and spec.per == "iteration")
+        per_user = tuple(i for i, (name, spec) in enumerate(scenario.data.items())
+                         if name in used and spec.per == "vu")
+        flows.append(FlowPlan(flow_index, flow.name, flow.weight, once, steps, per_iteration, per_user))
     stages = tuple(_stage_plan(i, stage) for i, stage in enumerate(scenario.stages))
     builtin = scenario.builtin
     return Plan(
@@ -116,7 +57,7 @@ def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>") -> P
         builtin=BuiltinTargetPlan(builtin.body_size, builtin.delay.min, builtin.delay.max, builtin.seed,
                                   tuple(builtin.faults.items())),
         engine=scenario.engine,
-        flow=tuple(flow),
+        flow=tuple(context.requests),
         stages=stages,
         outputs=tuple(scenario.outputs.items()),
         workers=(os.cpu_count() or 1) if scenario.workers == "auto" else scenario.workers,
@@ -127,7 +68,177 @@ def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>") -> P
         secrets=tuple(sorted(secrets)),
         abort_delay_s=scenario.abort_on_fail.delay if isinstance(scenario.abort_on_fail, AbortOnFail) else 0.0,
         interval_s=scenario.interval,
+        flows=tuple(flows),
+        data=tables,
+        seed=builtin.seed,
     )
+
+
+def _data_tables(scenario: Scenario, base_dir: Path | None) -> tuple:
+    """The scenario's data tables: as the loader read them, or read now for a scenario built in code."""
+    from .data import DataFileError, load_table
+    from .errors import UsageError
+
+    tables = []
+    for name, spec in scenario.data.items():
+        if name in scenario._tables:
+            tables.append(scenario._tables[name])
+            continue
+        try:
+            tables.append(load_table(name, spec, base_dir))
+        except DataFileError as exc:  # the loader checks files first; this is a file changed since
+            raise UsageError(str(exc)) from None
+    return tuple(tables)
+
+
+class _Context:
+    """What compiling one step needs from the scenario; collects every request step in order."""
+
+    def __init__(self, scenario: Scenario, secrets: set[str], base_dir: Path | None):
+        self.scenario = scenario
+        self.secrets = secrets
+        self.base_dir = base_dir
+        self.requests: list[RequestPlan] = []
+        self.cookies = scenario.cookies_enabled
+
+    def template(self, text: str) -> Template:
+        return compile_template(text, self.scenario.vars, self.secrets, self.base_dir)
+
+    def tables_used(self, flow) -> set[str]:
+        """Data tables the flow's templates name (``{users.user}`` -> users)."""
+        names = set()
+        for step in list(flow.once) + list(flow.steps):
+            for text in _texts(step):
+                names.update(field.partition(".")[0] for field in fields_of(text) if "." in field)
+        return names & set(self.scenario.data)
+
+    def step(self, step, flow_index: int):
+        if step.think is not None:
+            think = step.think
+            if isinstance(think, DelayRange):
+                return ThinkPlan(think.min, think.max)
+            return ThinkPlan(think, think)
+        return self.request(step, flow_index)
+
+    def request(self, step, flow_index: int) -> RequestPlan:
+        scenario = self.scenario
+        defaults = scenario.defaults
+        headers = {**defaults.headers, **step.headers}
+        body_template = self._body(step)
+        names = {name.lower() for name in headers}
+        if "content-type" not in names:
+            if step.json_body is not None:
+                headers["Content-Type"] = _JSON
+            elif step.form is not None:
+                headers["Content-Type"] = _FORM
+        constant_headers, header_templates = [], []
+        for name, value in headers.items():
+            template = self.template(value)
+            if template.constant is not None:
+                constant_headers.append((name, template.constant))
+            else:
+                header_templates.append((name, template))
+            if name.lower() in SENSITIVE_HEADERS and template.constant is not None:
+                self.secrets.add(template.constant)
+        target = self.template(step.path + _query_suffix(step.query, step.path))
+        body = body_template.constant if body_template is not None else None
+        if isinstance(body, str):
+            body = body.encode()
+        checks, has_status_check, needs_headers, needs_body = compile_checks(step.checks or defaults.checks)
+        captures = []
+        for variable, spec in step.capture.items():
+            extractor, wants_headers, wants_body = compile_capture(spec)
+            captures.append((variable, extractor))
+            needs_headers = needs_headers or wants_headers
+            needs_body = needs_body or wants_body
+        request = RequestPlan(
+            index=len(self.requests),
+            name=step.display_name(),
+            method=step.method,
+            path_template=step.path,
+            target=target,
+            headers=tuple(constant_headers),
+            body=body,
+            timeout_s=step.timeout or defaults.timeout,
+            is_static=target.constant is not None and not header_templates
+            and (body_template is None or body is not None) and not self.cookies,
+            connect_timeout_s=defaults.connect_timeout,
+            read_timeout_s=defaults.read_timeout,
+            max_response_bytes=defaults.max_response_size,
+            capture_headers=needs_headers or self.cookies,
+            capture_body=max(CHECK_BODY_LIMIT if needs_body else 0, 0),
+            checks=checks,
+            has_status_check=has_status_check,
+            header_templates=tuple(header_templates),
+            body_template=None if body is not None else body_template,
+            captures=tuple(captures),
+            send_cookies=self.cookies,
+            flow=flow_index,
+        )
+        self.requests.append(request)
+        return request
+
+    def _body(self, step):
+        if step.json_body is not None:
+            return compile_json(step.json_body, self.scenario.vars, self.secrets, self.base_dir)
+        if step.form is not None:
+            pieces = []
+            for position, (key, value) in enumerate(step.form.items()):
+                pieces.append(("&" if position else "") + quote_plus(str(key)) + "=")
+                pieces.append(self.template(str(value)))
+            return _FormTemplate(tuple(pieces))
+        if step.body is not None:
+            return self.template(step.body)
+        return None
+
+
+def _query_suffix(query: dict, path: str) -> str:
+    """``{a: 1, b: "{x}"}`` -> ``?a=1&b={x}`` (keys quoted now, values rendered per request)."""
+    if not query:
+        return ""
+    parts = [f"{quote_plus(str(k))}={v}" for k, v in query.items()]
+    return ("&" if "?" in path else "?") + "&".join(parts)
+
+
+def _texts(step) -> list[str]:
+    """Every template text of a step (for finding the data tables it uses)."""
+    texts = [step.path, *map(str, step.query.values()), *step.headers.values()]
+    if step.body is not None:
+        texts.append(step.body)
+    if step.form is not None:
+        texts += [str(v) for v in step.form.values()]
+    if step.json_body is not None:
+        texts += _json_strings(step.json_body)
+    return texts
+
+
+def _json_strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _json_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _json_strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+class _FormTemplate:
+    """A urlencoded form body: keys fixed, each value rendered and quoted per request."""
+
+    __slots__ = ("pieces",)
+
+    def __init__(self, pieces: tuple):
+        self.pieces = pieces
+
+    def __reduce__(self):
+        return (_FormTemplate, (self.pieces,))
+
+    @property
+    def constant(self) -> bytes | None:
+        if all(type(p) is str or p.constant is not None for p in self.pieces):
+            return "".join(p if type(p) is str else quote_plus(p.constant) for p in self.pieces).encode()
+        return None
+
+    def render(self, user) -> bytes:
+        return "".join([p if type(p) is str else quote_plus(p.render(user)) for p in self.pieces]).encode()
 
 
 #: In-flight cap of an open-model stage that does not set max_in_flight.

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from schemas.scenario import RUNTIME_VARIABLES, Scenario
+from schemas.scenario import Scenario
 
 from .errors import Problem, ScenarioError
 
@@ -266,28 +266,6 @@ def _semantic_problems(data: Any, marked: _Marked, source: str, known_reporters:
     if not isinstance(data, dict):
         return problems
     problems += _threshold_problems(data, marked, source)
-    variables = set(RUNTIME_VARIABLES)
-    if isinstance(data.get("vars"), dict):
-        variables |= {str(k) for k in data["vars"]}
-    flow = data.get("flow")
-    if isinstance(flow, list):
-        for index, request in enumerate(flow):
-            path_value = request.get("path") if isinstance(request, dict) else None
-            if not isinstance(path_value, str):
-                continue
-            if path_value.count("{") - path_value.count("${") != path_value.count("}") - path_value.count("${"):
-                where = _locate(marked, ("flow", index, "path"), source)
-                problems.append(Problem(*where, f"flow[{index}].path",
-                                        "unbalanced '{' or '}' in the path template, e.g. '/item/{seq}'"))
-                continue
-            for name in _template_fields(path_value):
-                if name not in variables:
-                    where = _locate(marked, ("flow", index, "path"), source)
-                    close = difflib.get_close_matches(name, sorted(variables), n=1)
-                    hint = f" (did you mean '{{{close[0]}}}'?)" if close else ""
-                    problems.append(Problem(*where, f"flow[{index}].path",
-                                            f"template field '{{{name}}}' is not defined; use {{seq}}, {{worker}} "
-                                            f"or a key of 'vars'{hint}"))
     problems += _reference_problems(data, marked, source)
     outputs = data.get("outputs")
     if known_reporters is not None and isinstance(outputs, dict):
@@ -311,23 +289,18 @@ def _reference_problems(data: dict, marked: _Marked, source: str) -> list[Proble
     defaults = data.get("defaults")
     if isinstance(defaults, dict) and isinstance(defaults.get("headers"), dict):
         places += [(("defaults", "headers", k), v) for k, v in defaults["headers"].items()]
-    for index, request in enumerate(data.get("flow") if isinstance(data.get("flow"), list) else []):
-        if not isinstance(request, dict):
-            continue
-        if isinstance(request.get("headers"), dict):
-            places += [(("flow", index, "headers", k), v) for k, v in request["headers"].items()]
-        places += [(("flow", index, key), request.get(key)) for key in ("path", "body")]
+    from .flowcheck import _flows, _templates
+
+    for base, steps in _flows(data):
+        for path, step in steps:
+            if isinstance(step, dict):
+                places += [(base + path + field_path, text) for field_path, text in _templates(step)]
     problems = []
     for path, value in places:
         if isinstance(value, str):
             for reason in missing_references(value, base_dir):
                 problems.append(Problem(*_locate(marked, path, source), format_path(path), reason))
     return problems
-
-
-def _template_fields(template: str) -> list[str]:
-    import re
-    return re.findall(r"(?<!\$)\{([^{}]*)\}", template)
 
 
 def load_scenario(path: str | Path, *, overrides: Iterable[str] = (), target: str | None = None,
@@ -372,8 +345,14 @@ def load_scenario(path: str | Path, *, overrides: Iterable[str] = (), target: st
 
 
 def validate_data(marked: _Marked, source: str, known_reporters: Iterable[str] | None) -> Scenario:
+    from .flowcheck import flow_problems
+
     data = marked.data
     problems = _semantic_problems(data, marked, source, known_reporters)
+    tables: dict = {}
+    if isinstance(data, dict):
+        flow_issues, tables = flow_problems(data, lambda path: _locate(marked, path, source), source)
+        problems += flow_issues
     scenario = None
     try:
         scenario = Scenario.model_validate(data)
@@ -393,6 +372,7 @@ def validate_data(marked: _Marked, source: str, known_reporters: Iterable[str] |
         raise ScenarioError(problems)
     assert scenario is not None
     scenario._sources.update(_threshold_sources(scenario, marked, source))
+    scenario._tables.update(tables)  # read once, here; the compiler takes them from the scenario
     return scenario
 
 

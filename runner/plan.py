@@ -9,25 +9,28 @@ so the per-request path never touches validation code.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
-#: Renders a request path from (sequence number in stage, worker number).
-PathRenderer = Callable[[int, int], str]
+from .templates import JsonTemplate, Template
 
 
 @dataclass(frozen=True, slots=True)
 class RequestPlan:
-    """One request of the flow, ready to send many times."""
+    """One request step of a flow, ready to send many times.
 
-    index: int  # position in the flow; metrics are kept per index
+    ``target`` renders path and query for a virtual user; ``headers`` and
+    ``body`` are what does not vary, ``header_templates`` and
+    ``body_template`` what does (rendered per request, never parsed).
+    """
+
+    index: int  # position in plan.flow (every request step of every flow); metrics are kept per index
     name: str
     method: str
-    path_template: str  # as written, for reports and engines that want it
-    render_path: PathRenderer
-    headers: tuple[tuple[str, str], ...]
-    body: bytes | None
+    path_template: str  # as written, for reports
+    target: Template  # path + query, rendered per request
+    headers: tuple[tuple[str, str], ...]  # constant headers
+    body: bytes | None  # constant body, or None (see body_template)
     timeout_s: float  # total: connect + send + whole response
-    is_static: bool  # True when the path has no per-request fields
+    is_static: bool  # True when nothing of the request varies
     connect_timeout_s: float = 10.0  # TCP connect (within timeout_s)
     read_timeout_s: float | None = None  # longest silence while waiting for response bytes; None = total only
     max_response_bytes: int = 0  # body bytes after which the request fails as body_too_large; 0 = no limit
@@ -35,6 +38,44 @@ class RequestPlan:
     capture_body: int = 0  # engines keep up to this many body bytes for checks; 0 = none
     checks: tuple = ()  # ((name, predicate), ...) from runner.checks; empty = status < 400 rule only
     has_status_check: bool = False  # a status check replaces the default "status < 400 is ok" rule
+    header_templates: tuple[tuple[str, Template], ...] = ()  # headers rendered per request
+    body_template: Template | JsonTemplate | None = None  # a body rendered per request (bytes via .render)
+    captures: tuple = ()  # ((variable, extractor), ...) from runner.captures
+    send_cookies: bool = False  # add the virtual user's cookies (the jar is filled from Set-Cookie)
+    flow: int = 0  # index of the flow in plan.flows
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkPlan:
+    """A pause between steps: ``min_s`` to ``max_s`` seconds, uniform (equal bounds: fixed)."""
+
+    min_s: float
+    max_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class FlowPlan:
+    """A named journey: ``once`` per virtual user, then ``steps`` in a loop.
+
+    Steps are :class:`RequestPlan` (also listed in ``Plan.flow`` by index) or
+    :class:`ThinkPlan`. ``first_request`` is the index of the first request a
+    fresh iteration sends (where an open-model arrival's drop is counted).
+    """
+
+    index: int
+    name: str
+    weight: int
+    once: tuple
+    steps: tuple
+    data_per_iteration: tuple[int, ...] = ()  # indexes into Plan.data drawn at each iteration
+    data_per_user: tuple[int, ...] = ()  # drawn once per virtual user
+
+    @property
+    def first_request(self) -> int:
+        for step in self.once + self.steps:
+            if isinstance(step, RequestPlan):
+                return step.index
+        raise ValueError("a flow without requests")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +135,7 @@ class Plan:
     target_url: str | None  # None means: start the built-in target and use its URL
     builtin: BuiltinTargetPlan
     engine: str
-    flow: tuple[RequestPlan, ...]
+    flow: tuple[RequestPlan, ...]  # every request step of every flow, by index
     stages: tuple[StagePlan, ...]
     outputs: tuple[tuple[str, str], ...]  # (reporter name, path)
     workers: int = 1  # processes sharing the load
@@ -104,6 +145,17 @@ class Plan:
     secrets: tuple[str, ...] = ()  # values to scrub from every report and message
     abort_delay_s: float = 0.0
     interval_s: float = 1.0  # time-series bucket width
+    flows: tuple[FlowPlan, ...] = ()  # empty: one flow of every request in plan.flow, in order
+    data: tuple = ()  # runner.data.DataTable, in the scenario's order
+    seed: int = 0  # think times and random data rows are reproducible from it
+    process_index: int = 0  # this process's part of a multi-process run (see runner.sharding)
+    process_count: int = 1
+
+    def flow_plans(self) -> tuple[FlowPlan, ...]:
+        """The flows to run; a plan built by hand with only ``flow`` runs it as one flow."""
+        if self.flows:
+            return self.flows
+        return (FlowPlan(0, "default", 1, (), tuple(self.flow)),)
 
     @property
     def max_concurrency(self) -> int:

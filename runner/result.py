@@ -15,7 +15,7 @@ from typing import Any
 from .metrics.histogram import RELATIVE_ERROR, Histogram
 from . import __version__
 from .health import LAG_P99_LIMIT_MS, RATE_MET_RATIO
-from .metrics.recorder import RequestStats
+from .metrics.recorder import FlowStats, RequestStats
 from .metrics.timeseries import Bucket, merge_series
 from .thresholds import check_summary, evaluate
 
@@ -56,6 +56,24 @@ def summary_block(stats: RequestStats, duration_s: float) -> dict[str, Any]:
         "service_time_ms": latency_ms(stats.service),
         "latency_histogram": stats.latency.to_dict(),
         "checks": {name: list(tally) for name, tally in stats.checks.items()},
+        "skipped": stats.skipped,
+    }
+
+
+def flow_block(name: str, flow: FlowStats, requests: RequestStats, duration_s: float) -> dict[str, Any]:
+    """One flow: its iterations (count, failures, duration as k6's iteration_duration) and its requests."""
+    return {
+        "name": name,
+        "iterations": flow.iterations,
+        "iterations_failed": flow.failed,
+        "iterations_per_s": round(flow.iterations / duration_s, 3) if duration_s > 0 else 0.0,
+        "dropped": flow.dropped,
+        "requests": requests.requests,
+        "ok": requests.ok,
+        "failed": requests.failed,
+        "skipped": requests.skipped,
+        "iteration_duration_ms": latency_ms(flow.duration),
+        "iteration_duration_histogram": flow.duration.to_dict(),
     }
 
 
@@ -85,6 +103,7 @@ class StageResult:
     scheduled: int = 0
     late: int = 0
     interrupted: bool = False
+    by_flow: list = field(default_factory=list)  # (name, FlowStats, RequestStats of its steps)
 
     @property
     def arrival_window_s(self) -> float:
@@ -140,6 +159,7 @@ class StageResult:
             }
         block.update(summary_block(self.totals, self.duration_s))
         block["by_request"] = [{"name": name, **summary_block(s, self.duration_s)} for name, s in self.by_request]
+        block["by_flow"] = [flow_block(name, f, r, self.duration_s) for name, f, r in self.by_flow]
         block["timeseries"] = [bucket.to_dict(self.interval_s) for bucket in self.series]
         block["checks"] = check_summary(block["by_request"])
         return block
@@ -168,6 +188,8 @@ class RunResult:
     thresholds: tuple = ()  # schemas.thresholds.Threshold objects
     threshold_sources: tuple = ()  # "file:line" of each
     aborted: dict[str, Any] | None = None
+    by_flow: list = field(default_factory=list)  # (name, FlowStats, RequestStats), whole run
+    data: list = field(default_factory=list)  # per data table: {"name", "rows", "used", "mode", "exhausted"}
 
     def to_dict(self) -> dict[str, Any]:
         document = {
@@ -190,6 +212,8 @@ class RunResult:
             "totals": summary_block(self.totals, self.duration_s),
             "stages": [stage.to_dict() for stage in self.stages],
             "by_request": [{"name": name, **summary_block(s, self.duration_s)} for name, s in self.by_request],
+            "by_flow": [flow_block(name, f, r, self.duration_s) for name, f, r in self.by_flow],
+            "data": [dict(table) for table in self.data],
         }
         document["checks"] = check_summary(document["by_request"])
         document["thresholds"] = evaluate(document, self.thresholds, self.threshold_sources)
@@ -200,6 +224,7 @@ class RunResult:
 def build_result(plan, base_url: str, reports: list, control) -> RunResult:
     """Merge the process reports of a run, stage by stage, into one result."""
     names = [request.name for request in plan.flow]
+    flows = plan.flow_plans()
     stages = []
     for stage in plan.stages:
         parts = [o for report in reports for o in report.outcomes if o.plan.index == stage.index]
@@ -223,6 +248,7 @@ def build_result(plan, base_url: str, reports: list, control) -> RunResult:
             scheduled=sum(p.scheduled for p in parts),
             late=sum(p.late for p in parts),
             interrupted=any(p.interrupted for p in parts),
+            by_flow=_by_flow(plan, flows, parts, per_entry),
         ))
     per_entry_run = [RequestStats.merged([s for stage in stages for n, s in stage.by_request if n == name])
                      for name in dict.fromkeys(names)]
@@ -248,7 +274,44 @@ def build_result(plan, base_url: str, reports: list, control) -> RunResult:
         thresholds=plan.thresholds,
         threshold_sources=plan.threshold_sources,
         aborted=control.aborted,
+        by_flow=[(flow.name,
+                  _merged_flows([stage.by_flow[flow.index][1] for stage in stages]),
+                  RequestStats.merged([stage.by_flow[flow.index][2] for stage in stages]))
+                 for flow in flows],
+        data=_data_report(plan, reports),
     )
+
+
+def _by_flow(plan, flows, parts: list, per_entry: list[RequestStats]) -> list:
+    """Per flow of one stage: merged iteration stats, and the merge of its steps' request stats."""
+    blocks = []
+    for flow in flows:
+        iterations = _merged_flows([p.flows[flow.index] for p in parts if len(p.flows) > flow.index])
+        steps = [i for i, request in enumerate(plan.flow) if request.flow == flow.index] if plan.flows else \
+            list(range(len(per_entry)))
+        blocks.append((flow.name, iterations, RequestStats.merged([per_entry[i] for i in steps])))
+    return blocks
+
+
+def _merged_flows(parts: list[FlowStats]) -> FlowStats:
+    total = FlowStats()
+    for part in parts:
+        total.merge(part)
+    return total
+
+
+def _data_report(plan, reports: list) -> list[dict]:
+    """How many rows of each data table were used (the last stage's counts are cumulative per process)."""
+    rows = []
+    for table in plan.data:
+        used = 0
+        for report in reports:
+            counts = [o.data_used.get(table.name, 0) for o in report.outcomes]
+            used += max(counts, default=0)
+        rows.append({"name": table.name, "file": table.path, "rows": len(table), "mode": table.mode,
+                     "per": table.per, "used": used,
+                     "exhausted": table.mode == "unique" and used >= len(table)})
+    return rows
 
 
 def generator_verdict(stages: list[StageResult], processes: list[dict]) -> dict[str, Any]:

@@ -56,10 +56,40 @@ class Summary(_Strict):
     service_time_ms: LatencyMs = Field(description="From the actual send: what the server alone took.")
     latency_histogram: LatencyHistogram
     checks: dict[str, list[int]] = Field(description="Check name -> [passes, fails].")
+    skipped: int = Field(0, description="Flow steps not sent because a capture earlier in the iteration failed.")
 
 
 class NamedSummary(Summary):
     name: str
+
+
+class FlowSummary(_Strict):
+    """One flow: its iterations and the requests of its steps."""
+
+    name: str
+    iterations: int = Field(description="Iterations run to their end (cut-short ones are not counted).")
+    iterations_failed: int = Field(description="Iterations in which a request failed.")
+    iterations_per_s: float
+    dropped: int = Field(description="Open model: arrivals of this flow that found no free virtual user.")
+    requests: int
+    ok: int
+    failed: int
+    skipped: int
+    iteration_duration_ms: LatencyMs = Field(
+        description="Whole iteration, think time included, from its start (open model: the arrival's due time).")
+    iteration_duration_histogram: LatencyHistogram
+
+
+class DataUsage(_Strict):
+    """How much of a data table the run used."""
+
+    name: str
+    file: str
+    rows: int
+    mode: str
+    per: str
+    used: int = Field(description="Rows handed to virtual users (all processes).")
+    exhausted: bool = Field(description="unique mode: every row was used, and users that needed one stopped.")
 
 
 class RateReport(_Strict):
@@ -106,6 +136,7 @@ class StageSummary(NamedSummary):
     interrupted: bool
     rate: RateReport | None = None
     by_request: list[NamedSummary]
+    by_flow: list[FlowSummary] = Field(default_factory=list)
     timeseries: list[Interval]
     checks: list["CheckRow"]
 
@@ -203,3 +234,6 @@ class RunResultModel(_Strict):
     totals: Summary
     stages: list[StageSummary]
     by_request: list[NamedSummary]
+    by_flow: list[FlowSummary] = Field(
+        default_factory=list, description="Per flow, whole run: iterations, their duration, and their requests.")
+    data: list[DataUsage] = Field(default_factory=list, description="Data tables and how many rows were used.")

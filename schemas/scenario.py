@@ -9,16 +9,19 @@ the request path imports this module.
 from __future__ import annotations
 
 import re
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from .checks import Checks
+from .data import DataSpec
 from .thresholds import AbortOnFail, ThresholdSpec
 from .units import Duration, Rate, Size
 
 #: Variables every request template may use besides ``vars``; filled per request.
-RUNTIME_VARIABLES = ("seq", "worker")
+RUNTIME_VARIABLES = ("seq", "worker", "vu", "iteration")
+#: Value generators a template may use: ``{uuid}``, ``{timestamp}``, ``{randint:1:100}``.
+GENERATORS = ("uuid", "timestamp", "randint")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _TEMPLATE_FIELD = re.compile(r"(?<!\$)\{([^{}]*)\}")
 
@@ -76,6 +79,8 @@ class Defaults(_Model):
     max_response_size: Size = Field(
         0, description="A response body larger than this fails as body_too_large; 0 means no limit.")
     checks: Checks | None = Field(None, description="Checks every request gets unless it sets its own.")
+    cookies: bool | None = Field(
+        None, description="Keep a cookie jar per virtual user (default: on with 'flows:', off with 'flow:').")
 
 
 class Request(_Model):
@@ -115,6 +120,95 @@ class Request(_Model):
     def template_fields(self) -> list[str]:
         """Names of the ``{...}`` fields in the path template, in order."""
         return _TEMPLATE_FIELD.findall(self.path)
+
+
+class Capture(_Model):
+    """Where a captured value comes from; exactly one source.
+
+    ``json: $.items[0].id`` (a JSON path into the body), ``header: ETag``,
+    ``regex: 'id="(\\d+)"'`` (the first group, or the whole match), ``cookie: sid``,
+    or ``status: true`` (the response status).
+    """
+
+    json_path: str | None = Field(None, alias="json", description="JSON path into the body, e.g. $.items[0].id.")
+    header: str | None = Field(None, description="A response header's value.")
+    regex: str | None = Field(None, description="A regular expression on the body: its first group, else the match.")
+    cookie: str | None = Field(None, description="A cookie the response sets.")
+    status: bool | None = Field(None, description="true: the response status code.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Capture":
+        given = [name for name in ("json_path", "header", "regex", "cookie", "status")
+                 if getattr(self, name) not in (None, False)]
+        if len(given) != 1:
+            raise ValueError("a capture needs exactly one of json, header, regex, cookie or status: true")
+        if self.json_path is not None and not re.fullmatch(r"\$(\.[^.\[\]]+|\[-?\d+\])*", self.json_path):
+            raise ValueError(f"unsupported JSON path {self.json_path!r}: use $.key.other[0] (keys and indexes)")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {self.regex!r}: {exc}") from None
+        return self
+
+
+class Step(Request):
+    """One step of a flow: a request (with optional captures), or a pause (``think``).
+
+    Requests may carry ``query`` parameters, a ``json`` body (written as YAML,
+    sent as JSON) or a ``form`` body, and every string in them is a template.
+    ``capture`` stores values from the response in the virtual user's
+    variables for later steps.
+    """
+
+    think: Duration | DelayRange | None = Field(
+        None, description="A pause: a duration (1s) or a uniform random range {min: 0.5s, max: 2s}.")
+    query: dict[str, Union[str, int, float]] = Field(default_factory=dict, description="Query parameters (templates).")
+    json_body: Any = Field(None, alias="json", description="A body written as YAML and sent as JSON (templates inside).")
+    form: dict[str, Union[str, int, float]] | None = Field(None, description="A form body (templates), urlencoded.")
+    capture: dict[str, Union[Capture, Literal["status"]]] = Field(
+        default_factory=dict, description="Variable name -> where to take it from in the response.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _request_or_think(self) -> "Step":
+        if self.think is not None:
+            extra = sorted(set(self.model_fields_set) - {"think", "name"})
+            if extra:
+                raise ValueError(f"a think step only pauses; remove {', '.join(extra)} or make it a separate step")
+            return self
+        bodies = [key for key, value in (("body", self.body), ("json", self.json_body), ("form", self.form))
+                  if value is not None]
+        if len(bodies) > 1:
+            raise ValueError(f"give one body: {' or '.join(bodies)}")
+        for name in self.capture:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"capture name {name!r} must be an identifier (letters, digits, _)")
+            if name in RUNTIME_VARIABLES or name in GENERATORS:
+                raise ValueError(f"capture name {name!r} is a built-in template field")
+        return self
+
+    @property
+    def is_think(self) -> bool:
+        return self.think is not None
+
+
+class Flow(_Model):
+    """A named user journey: ``once`` runs once per virtual user, then ``steps`` loop."""
+
+    name: str = Field(description="Name of the flow in results (per-flow iterations and duration).")
+    weight: int = Field(1, gt=0, description="Share of virtual users (closed) or arrivals (open) running it.")
+    once: list[Step] = Field(default_factory=list, description="Steps each virtual user runs once first (log in).")
+    steps: list[Step] = Field(min_length=1, description="Steps of one iteration, run again and again.")
+
+    @model_validator(mode="after")
+    def _has_request(self) -> "Flow":
+        if all(step.is_think for step in self.steps):
+            raise ValueError("a flow's steps need at least one request")
+        return self
 
 
 class ConcurrencyRamp(_Model):
@@ -207,7 +301,12 @@ class Scenario(_Model):
     )
     defaults: Defaults = Field(default_factory=Defaults)
     vars: dict[str, Union[str, int, float]] = Field(default_factory=dict)
-    flow: list[Request] = Field(min_length=1, description="Requests each worker sends, in order, round and round.")
+    flow: list[Step] | None = Field(
+        None, min_length=1, description="Requests each virtual user sends, in order, round and round (one flow).")
+    flows: list[Flow] | None = Field(
+        None, min_length=1, description="Named flows mixed by weight; each has 'once' and 'steps'.")
+    data: dict[str, DataSpec] = Field(
+        default_factory=dict, description="Data files feeding virtual users: name -> {file, mode, per}.")
     stages: list[Stage] = Field(min_length=1)
     workers: int | Literal["auto"] = Field(
         1, description="Processes that share the load (each with its own event loop); 'auto' = one per CPU.")
@@ -230,10 +329,34 @@ class Scenario(_Model):
         return value.rstrip("/")
 
     _sources: dict = PrivateAttr(default_factory=dict)  # field path -> "file:line", set by the loader
+    _tables: dict = PrivateAttr(default_factory=dict)  # data table name -> runner.data.DataTable, read by the loader
 
     def source_of(self, path: tuple, default: str) -> str:
         """Where a field was written ("file:line"), for messages and reports."""
         return self._sources.get(path, default)
+
+    @model_validator(mode="after")
+    def _one_kind_of_flow(self) -> "Scenario":
+        if (self.flow is None) == (self.flows is None):
+            raise ValueError("a scenario needs exactly one of 'flow' (a list of requests) or 'flows' (named flows)")
+        if self.flows is not None:
+            names = [flow.name for flow in self.flows]
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:
+                raise ValueError(f"flow names must be unique: {', '.join(twice)}")
+        return self
+
+    def all_flows(self) -> list[Flow]:
+        """The scenario's flows; a plain ``flow:`` is one flow named 'default'."""
+        if self.flows is not None:
+            return list(self.flows)
+        return [Flow(name="default", steps=list(self.flow or []))]
+
+    @property
+    def cookies_enabled(self) -> bool:
+        if self.defaults.cookies is not None:
+            return self.defaults.cookies
+        return self.flows is not None
 
     @model_validator(mode="after")
     def _abort_needs_one_process(self) -> "Scenario":

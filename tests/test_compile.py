@@ -4,8 +4,16 @@ import dataclasses
 
 import pytest
 
-from runner.compile import compile_path, compile_scenario
+from runner.compile import compile_scenario
 from runner.loader import load_scenario
+from runner.templates import compile_json, compile_template
+
+
+class _User:
+    seq, worker, number, iteration = 42, 7, 9, 3
+
+    def __init__(self, **values):
+        self.vars = values
 
 
 @pytest.mark.parametrize("template, expected, static", [
@@ -15,11 +23,35 @@ from runner.loader import load_scenario
     ("/w/{worker}/x", "/w/7/x", False),
     ("/{host}/p/{seq}?w={worker}", "/example/p/42?w=7", False),
     ("/fixed/{host}", "/fixed/example", True),
+    ("/u/{vu}/i/{iteration}/{token}", "/u/9/i/3/abc", False),
+    ("/t/{users.user}", "/t/ann", False),
 ])
 def test_path_templates(template, expected, static):
-    render, is_static = compile_path(template, {"host": "example"})
-    assert render(42, 7) == expected
-    assert is_static is static
+    compiled = compile_template(template, {"host": "example"}, set(), None)
+    assert compiled.render(_User(token="abc", **{"users.user": "ann"})) == expected
+    assert (compiled.constant is not None) is static
+
+
+def test_generators_render_fresh_values_each_time():
+    uuid_template = compile_template("{uuid}", {}, set(), None)
+    a, b = uuid_template.render(_User()), uuid_template.render(_User())
+    assert len(a) == 36 and a != b
+    randint = compile_template("{randint:5:7}", {}, set(), None)
+    assert {randint.render(_User()) for _ in range(200)} == {"5", "6", "7"}
+    assert compile_template("{timestamp}", {}, set(), None).render(_User()).isdigit()
+
+
+def test_json_bodies_keep_captured_types_and_escape_text():
+    body = compile_json({"item": "{item}", "note": 'say "{word}"', "n": 1, "list": ["{seq}"]}, {}, set(), None)
+    assert body.render(_User(item=17, word="hi")) == b'{"item":17,"note":"say \\"hi\\"","n":1,"list":["42"]}'
+    assert compile_json({"a": [1, "x"]}, {}, set(), None).constant == b'{"a":[1,"x"]}'
+
+
+def test_secret_values_are_literal_text_even_with_braces(monkeypatch):
+    monkeypatch.setenv("RUNNER_TEST_SECRET", "p{a}ss")
+    secrets = set()
+    compiled = compile_template("/x/${env:RUNNER_TEST_SECRET}/{seq}", {}, secrets, None)
+    assert compiled.render(_User()) == "/x/p{a}ss/42" and secrets == {"p{a}ss"}
 
 
 def test_plan_is_immutable_plain_data(tmp_path):
@@ -42,6 +74,7 @@ def test_plan_is_immutable_plain_data(tmp_path):
 def test_engine_layer_never_imports_pydantic():
     import subprocess
     import sys
-    code = ("import sys, runner.executor, runner.engines.aiohttp_engine, runner.metrics, runner.plan; "
+    code = ("import sys, runner.executor, runner.engines.aiohttp_engine, runner.engines.fast, runner.metrics, "
+            "runner.plan, runner.vu; "
             "print('pydantic' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -23,7 +23,7 @@ import ssl
 import aiohttp
 
 from ..plan import Plan, RequestPlan
-from .base import TransportError
+from .base import TransportError, open_channel
 
 _READ_CHUNK = 1 << 16
 #: The code of the connector method(s) a request is in while it waits for a connection.
@@ -87,7 +87,7 @@ def _captured_headers(raw_headers) -> dict[str, str]:
         key = name.decode("utf-8", "replace").lower()
         text = value.decode("utf-8", "replace").strip()
         previous = headers.get(key)
-        headers[key] = text if previous is None else previous + ", " + text
+        headers[key] = text if previous is None else previous + ("\n" if key == "set-cookie" else ", ") + text
     return headers
 
 
@@ -111,76 +111,71 @@ def _while_connecting(exc: BaseException) -> bool:
     return False
 
 
-class _AiohttpChannel:
-    __slots__ = ("_engine", "captured")
+class AiohttpTransport:
+    """One virtual user's driver: a task that sends each request the user asks for.
 
-    def __init__(self, engine: "AiohttpEngine"):
+    aiohttp is coroutine-based, so a user gets one long-lived task (not one
+    per request) that waits for the next ``send`` and reports the outcome to
+    the user, exactly as the fast engine's callbacks do.
+    """
+
+    __slots__ = ("_engine", "_user", "_next", "_wake", "_task")
+
+    def __init__(self, engine: "AiohttpEngine", user):
         self._engine = engine
-        self.captured = None
+        self._user = user
+        self._next: RequestPlan | None = None
+        self._wake: asyncio.Future | None = None
+        self._task: asyncio.Task | None = None
 
-    async def send(self, request: RequestPlan, seq: int, worker: int) -> tuple[int, int]:
-        engine = self._engine
-        if engine.checked[request.index]:
-            return await self._send_checked(request, seq, worker)
-        url = engine.base_url + request.render_path(seq, worker)
-        try:
-            async with engine.session.request(
-                request.method, url, headers=engine.headers[request.index], data=request.body,
-                allow_redirects=False, timeout=engine.timeouts[request.index],
-            ) as response:
-                length = response.content_length
-                if length is not None and length <= _READ_CHUNK:
-                    # small bodies in one call: measurably cheaper than the chunk loop
-                    return response.status, len(await response.read())
-                received = 0
-                content = response.content
-                while True:
-                    chunk = await content.read(_READ_CHUNK)
-                    if not chunk:
-                        break
-                    received += len(chunk)
-                return response.status, received
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise TransportError(classify(exc), str(exc)) from None
+    def send(self, request: RequestPlan, user) -> None:
+        self._user = user
+        self._next = request
+        task = self._task
+        if task is None or task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drive())
+            return
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
-    async def _send_checked(self, request: RequestPlan, seq: int, worker: int) -> tuple[int, int]:
-        """``send`` for requests with a response size cap or captures (and every request of a plan with captures)."""
-        self.captured = None
-        engine = self._engine
-        url = engine.base_url + request.render_path(seq, worker)
-        limit = request.max_response_bytes
-        keep = request.capture_body
-        prefix = bytearray()
-        try:
-            async with engine.session.request(
-                request.method, url, headers=engine.headers[request.index], data=request.body,
-                allow_redirects=False, timeout=engine.timeouts[request.index],
-            ) as response:
-                received = 0
-                content = response.content
-                while True:
-                    chunk = await content.read(_READ_CHUNK)
-                    if not chunk:
-                        break
-                    received += len(chunk)
-                    if len(prefix) < keep:
-                        prefix += chunk[:keep - len(prefix)]
-                    if limit > 0 and received > limit:
-                        response.close()  # drop the connection: the rest of the body is never read
-                        raise TransportError("body_too_large", f"the response body exceeded {limit} bytes")
-                if request.capture_headers or keep > 0:
-                    headers = _captured_headers(response.raw_headers) if request.capture_headers else {}
-                    self.captured = (headers, bytes(prefix))
-                return response.status, received
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise TransportError(classify(exc), str(exc)) from None
+    def abort(self) -> None:
+        self._next = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
 
-    async def aclose(self) -> None:
-        return None
+    def close(self) -> None:
+        self.abort()
+
+    async def _drive(self) -> None:
+        loop = asyncio.get_running_loop()
+        exchange = self._engine.exchange
+        while True:
+            request = self._next
+            if request is None:
+                self._wake = loop.create_future()
+                await self._wake
+                self._wake = None
+                continue
+            self._next = None
+            user = self._user
+            try:
+                status, received, headers, body = await exchange(request, user)
+            except TransportError as exc:
+                user.on_failure(exc.error_class, str(exc))
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                user.on_failure(classify(exc), str(exc))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # an engine bug must not stop the user: count it
+                user.on_failure("other", f"{type(exc).__name__}: {exc}")
+            else:
+                user.on_response(status, received, headers, body)
 
 
 class AiohttpEngine:
-    """Engine on one shared aiohttp session; channels are thin views of it."""
+    """Engine on one shared aiohttp session; each user's transport is a thin driver over it."""
 
     name = "aiohttp"
 
@@ -188,20 +183,69 @@ class AiohttpEngine:
         self.base_url = base_url.rstrip("/")
         self.headers = [dict(r.headers) for r in plan.flow]
         self.timeouts = [_timeout(r) for r in plan.flow]
-        # Requests that need the slower send: a size cap, or any capture in the plan
-        # (so that ``captured`` is reset by every send of such a plan).
-        captures = any(r.capture_headers or r.capture_body > 0 for r in plan.flow)
-        self.checked = [captures or r.max_response_bytes > 0 for r in plan.flow]
         connector = aiohttp.TCPConnector(
             limit=plan.max_concurrency, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=False,
         )
+        # The users' own jars decide which cookies are sent (the same as on the fast engine).
         self.session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("User-Agent",), headers={"User-Agent": "runner"},
         )
 
-    async def open_channel(self, worker: int) -> _AiohttpChannel:
-        return _AiohttpChannel(self)
+    def transport(self, user) -> AiohttpTransport:
+        return AiohttpTransport(self, user)
+
+    async def open_channel(self, worker: int = 0):
+        """One request at a time, awaitable (tools and tests); see :func:`runner.engines.base.open_channel`."""
+        return await open_channel(self, worker)
+
+    async def exchange(self, request: RequestPlan, user) -> tuple[int, int, dict | None, bytes | None]:
+        """Send ``request`` rendered for ``user``; (status, body bytes, captured headers, captured body)."""
+        url = self.base_url + request.target.render(user)
+        headers = self.headers[request.index]
+        if request.header_templates or request.send_cookies:
+            headers = dict(headers)
+            for name, template in request.header_templates:
+                headers[name] = template.render(user).replace("\r", " ").replace("\n", " ")
+            cookie = user.cookie_header if request.send_cookies else None
+            if cookie:
+                headers["Cookie"] = cookie
+        body = request.body
+        if request.body_template is not None:
+            body = request.body_template.render(user)
+            if type(body) is str:
+                body = body.encode("utf-8")
+        limit = request.max_response_bytes
+        keep = request.capture_body
+        prefix = bytearray()
+        try:
+            async with self.session.request(
+                request.method, url, headers=headers, data=body,
+                allow_redirects=False, timeout=self.timeouts[request.index],
+            ) as response:
+                length = response.content_length
+                if not keep and not limit and length is not None and length <= _READ_CHUNK:
+                    # small bodies in one call: measurably cheaper than the chunk loop
+                    received = len(await response.read())
+                else:
+                    received = 0
+                    content = response.content
+                    while True:
+                        chunk = await content.read(_READ_CHUNK)
+                        if not chunk:
+                            break
+                        received += len(chunk)
+                        if len(prefix) < keep:
+                            prefix += chunk[:keep - len(prefix)]
+                        if limit > 0 and received > limit:
+                            response.close()  # drop the connection: the rest of the body is never read
+                            raise TransportError("body_too_large", f"the response body exceeded {limit} bytes")
+                if request.capture_headers or keep > 0:
+                    captured = _captured_headers(response.raw_headers) if request.capture_headers else {}
+                    return response.status, received, captured, bytes(prefix)
+                return response.status, received, None, None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise TransportError(classify(exc), str(exc)) from None
 
     async def aclose(self) -> None:
         await self.session.close()

@@ -1,11 +1,17 @@
-"""The one narrow interface between the executor and an HTTP engine.
+"""The one narrow interface between virtual users and an HTTP engine.
 
-An engine is built from a :class:`~runner.plan.Plan` and hands out one
-:class:`Channel` per worker. A channel sends one request at a time and returns
-``(status, body_bytes)``; a request that gets no HTTP response raises
-:class:`TransportError` carrying a stable error class. That is all the
-executor, the metrics and the reporters ever know about HTTP, so engines can
-be swapped without touching them.
+An engine is built from a :class:`~runner.plan.Plan` and gives each virtual
+user a :class:`Transport`. ``transport.send(request, user)`` starts one
+request rendered for that user (its templates, its cookies) and returns at
+once; the outcome comes back later as a call of ``user.on_response(status,
+body_bytes, headers, body)`` or ``user.on_failure(error_class, detail)``, with
+a stable error class (:data:`ERROR_CLASSES`). That is all the executor, the
+metrics and the reporters ever know about HTTP, so engines can be swapped
+without touching them.
+
+:func:`open_channel` wraps a transport as a :class:`Channel` that sends one
+request at a time and can be awaited (a Future per request): for tools and
+tests that want a single request's outcome, never for the load itself.
 """
 
 from __future__ import annotations
@@ -40,6 +46,25 @@ class TransportError(Exception):
         self.error_class = error_class
 
 
+class Transport(Protocol):
+    """One virtual user's connection (for example one keep-alive TCP connection).
+
+    ``send`` never reports synchronously: the user's callbacks always run
+    later, from the event loop, so a user can send its next request from
+    inside them. ``abort`` drops the request in flight without reporting it
+    (the user has already counted it as cut off).
+    """
+
+    def send(self, request: RequestPlan, user) -> None:
+        ...
+
+    def abort(self) -> None:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
 class Channel(Protocol):
     """One worker's way of sending requests (for example one keep-alive connection).
 
@@ -65,11 +90,11 @@ class Channel(Protocol):
 
 
 class Engine(Protocol):
-    """Builds channels for one run of one plan."""
+    """Builds transports for one run of one plan."""
 
     name: str
 
-    async def open_channel(self, worker: int) -> Channel:
+    def transport(self, user) -> Transport:
         ...
 
     async def aclose(self) -> None:
@@ -81,3 +106,73 @@ class EngineFactory(Protocol):
 
     def __call__(self, plan: Plan, base_url: str) -> Engine:
         ...
+
+
+class _OneRequestUser:
+    """The least a transport needs of a user, resolving one Future per request."""
+
+    __slots__ = ("seq", "worker", "number", "iteration", "vars", "future", "request", "cookie_header", "captured")
+
+    def __init__(self, worker: int):
+        self.seq = 0
+        self.worker = self.number = worker
+        self.iteration = 0
+        self.vars: dict = {}
+        self.future = None
+        self.request = None
+        self.cookie_header = None
+        self.captured = None
+
+    def on_response(self, status: int, received: int, headers, body) -> None:
+        future, self.future = self.future, None
+        request = self.request
+        if request is not None and (request.capture_headers or request.capture_body):
+            self.captured = (headers if headers is not None else {}, body if body is not None else b"")
+        if future is not None and not future.done():
+            future.set_result((status, received))
+
+    def on_failure(self, error_class: str, detail: str) -> None:
+        future, self.future = self.future, None
+        if future is not None and not future.done():
+            future.set_exception(TransportError(error_class, detail))
+
+
+class TransportChannel:
+    """A :class:`Channel` over an engine's transport: ``await channel.send(request, seq, worker)``."""
+
+    def __init__(self, engine: Engine, worker: int):
+        self._user = _OneRequestUser(worker)
+        self._transport = engine.transport(self._user)
+
+    @property
+    def captured(self):
+        return self._user.captured
+
+    def send(self, request: RequestPlan, seq: int, worker: int):
+        import asyncio
+
+        user = self._user
+        user.seq, user.worker, user.captured, user.request = seq, worker, None, request
+        future = asyncio.get_running_loop().create_future()
+        user.future = future
+        self._transport.send(request, user)
+        return _settle(future, self._transport)
+
+    async def aclose(self) -> None:
+        self._transport.close()
+
+
+async def _settle(future, transport):
+    """Await one request; a cancelled wait drops the connection (its answer would be unread)."""
+    import asyncio
+
+    try:
+        return await future
+    except asyncio.CancelledError:
+        transport.abort()
+        raise
+
+
+async def open_channel(engine: Engine, worker: int = 0) -> TransportChannel:
+    """One request at a time over a fresh transport of ``engine`` (tools and tests)."""
+    return TransportChannel(engine, worker)

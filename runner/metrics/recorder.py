@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from .histogram import Histogram
 
+#: Distinct messages kept per error class (per request name, stage and run).
+MAX_ERROR_SAMPLES = 5
+
 
 def is_ok_status(status: int) -> bool:
     """A response counts as ok when its status is below 400 (redirects are ok, not followed)."""
@@ -20,7 +23,8 @@ def is_ok_status(status: int) -> bool:
 class RequestStats:
     """Counters and latency histogram of one request name in one stage."""
 
-    __slots__ = ("ok", "failed", "dropped", "bytes", "status_codes", "errors", "latency", "service", "checks")
+    __slots__ = ("ok", "failed", "dropped", "bytes", "status_codes", "errors", "latency", "service", "checks",
+                 "skipped", "error_samples")
 
     def __init__(self) -> None:
         self.ok = 0
@@ -32,6 +36,8 @@ class RequestStats:
         self.latency = Histogram()  # from the intended send time (open model) or the send (closed)
         self.service = Histogram()  # from the actual send: what the server alone took
         self.checks: dict[str, list[int]] = {}  # check name -> [passes, fails]
+        self.skipped = 0  # flow steps not sent because an earlier capture in the iteration failed
+        self.error_samples: dict[str, list[str]] = {}  # error class -> first distinct messages
 
     @property
     def requests(self) -> int:
@@ -53,6 +59,34 @@ class RequestStats:
         self.failed += 1
         self.errors[error_class] = self.errors.get(error_class, 0) + 1
         self.latency.record(latency_us)
+
+    def judged(self, status: int, body_bytes: int, latency_us: int, service_us: int, ok: bool,
+               error_class: str | None = None) -> None:
+        """Record a response whose verdict (status rule, checks, captures) was decided by the caller.
+
+        ``error_class`` names why an answered request still failed (``capture_failed``);
+        ``service_us`` < 0 means "same as latency" (closed model: adopted at the stage's end).
+        """
+        codes = self.status_codes
+        codes[status] = codes.get(status, 0) + 1
+        if ok:
+            self.ok += 1
+        else:
+            self.failed += 1
+            if error_class is not None:
+                self.errors[error_class] = self.errors.get(error_class, 0) + 1
+        self.bytes += body_bytes
+        self.latency.record(latency_us)
+        if service_us >= 0:
+            self.service.record(service_us)
+
+    def sample(self, error_class: str, message: str) -> None:
+        """Keep the first few distinct messages of an error class (only failures pay for this)."""
+        samples = self.error_samples.get(error_class)
+        if samples is None:
+            self.error_samples[error_class] = [message]
+        elif len(samples) < MAX_ERROR_SAMPLES and message not in samples:
+            samples.append(message)
 
     def checked_response(self, status: int, body_bytes: int, latency_us: int, request, headers, body,
                          service_us: int = -1) -> None:
@@ -83,9 +117,10 @@ class RequestStats:
         self.service.record(service_us)
 
     def timed_failure(self, error_class: str, latency_us: int, service_us: int) -> None:
-        """Open model: like :meth:`failure`, plus the service time from the actual send."""
+        """Like :meth:`failure`, plus the service time from the actual send (none if < 0)."""
         self.failure(error_class, latency_us)
-        self.service.record(service_us)
+        if service_us >= 0:
+            self.service.record(service_us)
 
     def adopt_latency_as_service(self) -> None:
         """Closed model: a request is sent when it is due, so service time equals latency."""
@@ -107,6 +142,10 @@ class RequestStats:
             tally = self.checks.setdefault(name, [0, 0])
             tally[0] += passes
             tally[1] += fails
+        self.skipped += other.skipped
+        for error_class, messages in other.error_samples.items():
+            for message in messages:
+                self.sample(error_class, message)
         return self
 
     @classmethod
@@ -118,3 +157,34 @@ class RequestStats:
 
     def __repr__(self) -> str:
         return f"<RequestStats requests={self.requests} ok={self.ok} failed={self.failed}>"
+
+
+class FlowStats:
+    """Iterations of one flow in one stage: how many, how many failed, and how long each took.
+
+    An iteration's duration runs from its start (the arrival's due time in the
+    open model) to the end of its last step, think time included, so it is
+    what one pass of the user journey costs. Iterations cut short by the end
+    of a stage are not counted.
+    """
+
+    __slots__ = ("iterations", "failed", "dropped", "duration")
+
+    def __init__(self) -> None:
+        self.iterations = 0
+        self.failed = 0  # iterations in which some request failed
+        self.dropped = 0  # open model: arrivals of this flow that found no free user
+        self.duration = Histogram()
+
+    def iteration(self, duration_us: int, failed: bool) -> None:
+        self.iterations += 1
+        if failed:
+            self.failed += 1
+        self.duration.record(duration_us)
+
+    def merge(self, other: "FlowStats") -> "FlowStats":
+        self.iterations += other.iterations
+        self.failed += other.failed
+        self.dropped += other.dropped
+        self.duration.merge(other.duration)
+        return self

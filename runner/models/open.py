@@ -1,0 +1,83 @@
+"""The open model: arrivals on a fixed timeline, each running one flow iteration on a free user.
+
+The timeline (:mod:`runner.pacing`) is computed before the stage starts;
+an arrival that finds every one of the ``max_in_flight`` users busy is
+counted as dropped, never delayed. The first request of an iteration is
+measured from the arrival's due time, so a stalled server shows up in the
+latency of every arrival it delayed (no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+from ..pacing import ArrivalTimeline
+from ..plan import StagePlan
+
+#: A send this much later than its due time counts as late (it is still measured from the due time).
+LATE_AFTER_S = 0.010
+#: The last stretch before an arrival is due is waited by yielding to the loop, not by a timer.
+_SPIN_NS = 1_000_000
+
+
+async def run(executor, stage: StagePlan, run_state) -> None:
+    users = executor.users(stage.max_in_flight)
+    for user in users:
+        executor.attach(user, run_state)
+        user.run = run_state
+        user.stopped = False
+    run_state.active = len(users)
+    idle = run_state.idle
+    idle.extend(reversed(users))  # pop() hands out user 0 first
+    timeline = ArrivalTimeline(stage.rate_start, stage.rate_end, stage.duration_s)
+    bounds = [b for b in (stage.requests, timeline.total()) if b is not None]
+    total = min(bounds) if bounds else math.inf
+    control = run_state.control
+    flows = executor.plan.flow_plans()
+    cycle = run_state.flow_cycle
+    cycle_length = len(cycle)
+    flow_stats = run_state.flows
+    stats = run_state.stats
+    perf_ns = time.perf_counter_ns
+    late_ns = int(LATE_AFTER_S * 1e9)
+    await asyncio.sleep(0)
+    start_ns = perf_ns()
+    run_state.zero = start_ns / 1e9  # perf_counter_ns and perf_counter share one clock
+    seq = stage.seq_offset
+    step = stage.seq_step
+    arrival = 0
+    try:
+        while seq < total and not control.stopping:
+            due_ns = start_ns + int(timeline.due(seq) * 1e9)
+            now_ns = perf_ns()
+            if due_ns > now_ns:
+                # timers fire with ~1 ms resolution: sleep most of the wait, then yield until due
+                wait_ns = due_ns - now_ns
+                await asyncio.sleep((wait_ns - _SPIN_NS) / 1e9 if wait_ns > _SPIN_NS + 500_000 else 0)
+                continue
+            run_state.scheduled += 1
+            flow = flows[cycle[arrival % cycle_length]]
+            arrival += 1
+            if idle:
+                user = idle.pop()
+                user.flow = flow
+                if now_ns - due_ns > late_ns:
+                    run_state.late += 1
+                user.begin(due_ns)
+            else:
+                stats[flow.first_request].dropped += 1
+                flow_stats[flow.index].dropped += 1
+            seq += step
+    finally:
+        run_state.dispatching = False
+        if len(idle) >= run_state.active and not run_state.finished.done():
+            run_state.finished.set_result(None)
+    end = run_state.loop.time()
+    await executor.finish(run_state, users, end, stage.grace_s)
+
+
+def share(stage: StagePlan, part: int, parts: int) -> dict:
+    """Process ``part`` of ``parts`` takes every ``parts``-th arrival of the one global timeline."""
+    return dict(seq_offset=part, seq_step=parts, max_in_flight=max(1, math.ceil(stage.max_in_flight / parts)))
