@@ -120,7 +120,7 @@ class Executor:
         finally:
             ticker.cancel()
         duration = time.perf_counter() - started
-        sampler.sample(stats, state.started)  # the last, partial interval
+        sampler.sample(stats, state.started, end_s=time.perf_counter() - (state.zero or started))  # last, partial
         if stage.model == "closed":
             for part in stats:
                 part.adopt_latency_as_service()

@@ -92,7 +92,8 @@ class Interval(_Strict):
     failed: int
     dropped: int
     in_flight: int
-    rps: float
+    span_s: float = Field(description="Seconds the interval covered: the interval width, less for a stage's last one.")
+    rps: float = Field(description="Completed requests / span_s (a stage's last, partial interval is not diluted).")
     latency_ms: IntervalLatency
 
 
