@@ -120,7 +120,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .compile import compile_scenario
     from .launch import execute
     from .loader import load_scenario
-    from .output import Output, check_writable, combine, parse_out, write_atomic
+    from .output import Output, check_writable, combine, parse_out, scrub_stderr, write_atomic
     from .progress import ProgressLine
     from .secrets import redact
 
@@ -128,6 +128,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     known = set(reporters)
     scenario = load_scenario(args.scenario, overrides=args.overrides, target=args.target, known_reporters=known)
     plan = compile_scenario(scenario, args.scenario)
+    scrub_stderr(plan.secrets)  # progress, errors and tracebacks from here on
     outputs = combine([Output(n, p) for n, p in plan.outputs], [parse_out(item, known) for item in args.out])
     if not args.quiet and not any(o.reporter == "console" and o.path == "-" for o in outputs):
         outputs.insert(0, Output("console", "-"))

@@ -37,12 +37,14 @@ import errno
 import ipaddress
 import re
 import socket
+from dataclasses import replace
 from urllib.parse import quote, urlsplit
 
 import httptools
 
 from ..errors import UsageError
 from ..plan import Plan, RequestPlan
+from ..secrets import basic_authorization, url_credentials, with_authorization
 from .base import TransportError
 
 __all__ = ["FastEngine", "FastEngineUnsupported", "unsupported_reason"]
@@ -692,6 +694,10 @@ class FastEngine:
     name = "fast"
 
     def __init__(self, plan: Plan, base_url: str):
+        # Plans from the compiler carry URL credentials as a header already; a bare URL gets the same treatment.
+        base_url, user, password = url_credentials(base_url)
+        if user is not None:
+            plan = replace(plan, flow=with_authorization(plan.flow, basic_authorization(user, password)))
         reason = unsupported_reason(plan, base_url)
         if reason is not None:
             raise FastEngineUnsupported(
@@ -699,8 +705,6 @@ class FastEngine:
             )
         base = base_url.rstrip("/")
         parts = urlsplit(base)
-        if parts.username is not None or parts.password is not None:
-            raise FastEngineUnsupported("the fast engine does not support credentials in the target URL")
         host = parts.hostname
         if not host:
             raise FastEngineUnsupported(f"the target URL has no host: {base_url!r}")
