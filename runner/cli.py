@@ -29,16 +29,12 @@ EXIT_CODES_HELP = """exit codes:
   0    the run completed (and every threshold passed)
   1    a threshold failed, abort_on_fail stopped the run, or compare found a regression
   2    usage or scenario error (bad flag, invalid YAML, unwritable output path)
-  3    the target could not be reached at all (no request got a response)
+  3    no request got an HTTP response (every one failed: refused, reset, timed out...)
   4    this machine cannot run the scenario as asked (e.g. open-file limit too low)
   70   internal error in runner (a bug: please report it)
   130  interrupted by SIGINT (Ctrl-C); reports are still written
   143  interrupted by SIGTERM; reports are still written
 """
-
-#: Error classes that mean "never reached the server" when no response came back at all.
-_UNREACHABLE = {"connect_refused", "connect_timeout", "dns", "tls"}
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse exits 2 too; keep its wording short
@@ -112,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         print("runner: internal error (this is a bug in runner; please report it with the trace above)",
               file=sys.stderr)
         return EXIT_INTERNAL
+        trace = getattr(exc, "trace", None)  # a worker process's own traceback (see runner.launch.WorkerFailed)
+        if trace:
+            print(trace, file=sys.stderr, end="" if trace.endswith("\n") else "\n")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -169,11 +168,16 @@ def _fan_out(progress, listeners):
 
 
 def exit_code_for(document: dict) -> int:
-    """Which outcome wins when several apply: interrupted, then unreachable, then failed thresholds."""
+    """Which outcome wins when several apply: interrupted, then no HTTP response at all, then thresholds.
+
+    "No response at all" is judged by status codes alone: a target that
+    resets, hangs up on or times out every request is as unusable as one
+    that refuses connections, whatever the error class.
+    """
     if document["interrupted"]:
         return EXIT_SIGTERM if document["interrupt_signal"] == "SIGTERM" else EXIT_SIGINT
     totals = document["totals"]
-    if totals["requests"] and not totals["status_codes"] and set(totals["errors"]) <= _UNREACHABLE:
+    if totals["requests"] and not totals["status_codes"]:
         return EXIT_TARGET_UNREACHABLE
     if not document.get("passed", True):
         return EXIT_THRESHOLDS_FAILED

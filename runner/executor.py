@@ -188,11 +188,11 @@ class Executor:
                     try:
                         status, received = await channel.send(request, offset + index * step, number)
                     except TransportError as exc:
-                        record.failure(exc.error_class, (perf_ns() - start) // 1000)
+                        record.failure(exc.error_class, (perf_ns() - start) // 1000, exc)
                     except asyncio.CancelledError:
                         raise
-                    except Exception:  # an engine bug must not kill the run: count it
-                        record.failure("other", (perf_ns() - start) // 1000)
+                    except Exception as exc:  # an engine bug must not kill the run: count it, keep its message
+                        record.failure("other", (perf_ns() - start) // 1000, exc)
                     else:
                         if request.checks:
                             captured = getattr(channel, "captured", None) or (None, None)
@@ -266,12 +266,13 @@ class Executor:
                         status, received = await channel.send(request, seq, number)
                     except TransportError as exc:
                         end = perf_ns()
-                        record.timed_failure(exc.error_class, (end - intended) // 1000, (end - started_ns) // 1000)
+                        record.timed_failure(exc.error_class, (end - intended) // 1000, (end - started_ns) // 1000,
+                                             exc)
                     except asyncio.CancelledError:
                         raise
-                    except Exception:
+                    except Exception as exc:
                         end = perf_ns()
-                        record.timed_failure("other", (end - intended) // 1000, (end - started_ns) // 1000)
+                        record.timed_failure("other", (end - intended) // 1000, (end - started_ns) // 1000, exc)
                     else:
                         end = perf_ns()
                         if request.checks:

@@ -23,7 +23,7 @@ import ssl
 import aiohttp
 
 from ..plan import Plan, RequestPlan
-from .base import TransportError
+from .base import TransportError, describe
 
 _READ_CHUNK = 1 << 16
 #: The code of the connector method(s) a request is in while it waits for a connection.
@@ -33,6 +33,7 @@ _CONNECT_CODES = frozenset(
     if code is not None
 )
 _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.ENOBUFS}
+_UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH}
 
 
 def classify(exc: BaseException) -> str:
@@ -60,18 +61,34 @@ def classify(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         if code == errno.ECONNREFUSED:
             return "connect_refused"
+        if code in _UNREACHABLE_ERRNOS:
+            return "unreachable"
         if code in _RESOURCE_ERRNOS:
             return "client_resource"
         if code is not None and "Name or service" in str(os_error):
             return "dns"
-        return "connect_refused" if code in (errno.EHOSTUNREACH, errno.ENETUNREACH) else "other"
+        return "other"
     if code in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
         return "reset"
+    if code in _UNREACHABLE_ERRNOS:
+        return "unreachable"
     if code in _RESOURCE_ERRNOS:
         return "client_resource"
     if isinstance(exc, aiohttp.ClientConnectionError):
         return "closed_early"
     return "other"
+
+
+def _detail(exc: BaseException) -> str:
+    """The failure's detail for error samples, without the request URL.
+
+    aiohttp writes the whole URL into a ClientResponseError's text: with a
+    ``{seq}`` path every message would differ (filling the few sample slots
+    with copies of one problem), and a URL may hold a secret in encoded form.
+    """
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{type(exc).__name__}: {exc.status}, {exc.message}"
+    return describe(exc)
 
 
 def _timeout(request: RequestPlan) -> aiohttp.ClientTimeout:
@@ -141,7 +158,7 @@ class _AiohttpChannel:
                     received += len(chunk)
                 return response.status, received
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise TransportError(classify(exc), str(exc)) from None
+            raise TransportError(classify(exc), _detail(exc)) from None
 
     async def _send_checked(self, request: RequestPlan, seq: int, worker: int) -> tuple[int, int]:
         """``send`` for requests with a response size cap or captures (and every request of a plan with captures)."""
@@ -173,7 +190,7 @@ class _AiohttpChannel:
                     self.captured = (headers, bytes(prefix))
                 return response.status, received
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise TransportError(classify(exc), str(exc)) from None
+            raise TransportError(classify(exc), _detail(exc)) from None
 
     async def aclose(self) -> None:
         return None

@@ -45,13 +45,13 @@ import httptools
 from ..errors import UsageError
 from ..plan import Plan, RequestPlan
 from ..secrets import basic_authorization, url_credentials, with_authorization
-from .base import TransportError
+from .base import TransportError, describe
 
 __all__ = ["FastEngine", "FastEngineUnsupported", "unsupported_reason"]
 
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.ENOBUFS})
 _RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
-_UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+_UNREACHABLE_ERRNOS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH})
 
 #: Bodies up to this size are glued to the request head (one write); larger ones are written separately.
 _INLINE_BODY_MAX = 64 * 1024
@@ -97,8 +97,10 @@ def _error_class_for_connect(exc: BaseException) -> str:
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return "connect_timeout"
     code = getattr(exc, "errno", None)
-    if code in _UNREACHABLE_ERRNOS:
+    if code == errno.ECONNREFUSED:
         return "connect_refused"
+    if code in _UNREACHABLE_ERRNOS:
+        return "unreachable"
     if code in _RESOURCE_ERRNOS:
         return "client_resource"
     if code == errno.ETIMEDOUT:
@@ -111,6 +113,8 @@ def _error_class_for_lost(exc: BaseException) -> str:
     code = getattr(exc, "errno", None)
     if code in _RESET_ERRNOS:
         return "reset"
+    if code in _UNREACHABLE_ERRNOS:  # an ICMP error ended the connection: the route went away
+        return "unreachable"
     if code in _RESOURCE_ERRNOS:
         return "client_resource"
     if isinstance(exc, OSError):
@@ -372,7 +376,7 @@ class _Connection(asyncio.BufferedProtocol):
         except _ParserUpgrade:
             self._upgraded()
         except _ParserCallbackError as exc:
-            self.fail("other", f"fast engine callback error: {exc.__context__!r}")
+            self.fail("other", f"fast engine callback error: {describe(exc.__context__ or exc)}")
         except _ParserError as exc:
             self.fail("protocol_error", str(exc))
 
@@ -402,9 +406,9 @@ class _Connection(asyncio.BufferedProtocol):
             if exc is None:
                 error = TransportError("closed_early", "the server closed the connection without answering")
             else:
-                error = TransportError(_error_class_for_lost(exc), str(exc))
+                error = TransportError(_error_class_for_lost(exc), describe(exc))
         elif exc is not None:
-            error = TransportError(_error_class_for_lost(exc), str(exc))
+            error = TransportError(_error_class_for_lost(exc), describe(exc))
         elif _ended_by_eof(self.head_chunks):
             self._completed_by_eof(waiter)
             return
@@ -599,7 +603,7 @@ class _FastChannel:
         try:
             return await waiter
         except _Cancelled:
-            conn.fail("other")
+            conn.fail("other", "the request was cancelled before its response arrived")
             raise
 
     def _retry(self, waiter: asyncio.Future, data: bytes, encoded: _Encoded, deadline: float) -> None:
@@ -648,7 +652,7 @@ class _FastChannel:
         except TransportError:
             raise
         except (OSError, asyncio.TimeoutError) as exc:
-            raise TransportError(_error_class_for_connect(exc), str(exc) or type(exc).__name__) from None
+            raise TransportError(_error_class_for_connect(exc), describe(exc)) from None
         self._conn = conn
         return conn
 
@@ -764,7 +768,7 @@ class FastEngine:
             task.cancel()
         for conn in list(self._connections):
             if conn.waiter is not None:
-                conn.fail("other")
+                conn.fail("other", "the engine was closed with the request in flight")
             conn.close()
         self._connections.clear()
 
@@ -837,7 +841,7 @@ class FastEngine:
             # aiohttp counts time spent resolving against the connection, too.
             raise TransportError("connect_timeout", f"resolving {self.host} timed out") from None
         except (socket.gaierror, UnicodeError) as exc:
-            raise TransportError("dns", str(exc)) from None
+            raise TransportError("dns", describe(exc)) from None
 
     async def _resolve(self, loop: asyncio.AbstractEventLoop) -> list:
         infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)

@@ -5,11 +5,21 @@ workers call :meth:`RequestStats.ok_response` / :meth:`RequestStats.failure`
 once per request and nothing else. Stage, request-name and run totals are
 built afterwards by :meth:`RequestStats.merge`, so every total is the exact
 sum of its parts: ``requests == ok + failed`` holds at every level.
+
+Besides counts, a failure may leave its message behind: the first few
+distinct messages of each error class (``error_samples``), so that a report
+can say what an ``other`` was. Keeping them costs nothing on success and, on
+failure, only a length check once a class has its share.
 """
 
 from __future__ import annotations
 
 from .histogram import Histogram
+
+#: Distinct messages kept per error class (per stats object, and after every merge).
+ERROR_SAMPLES_PER_CLASS = 5
+#: Longer messages are cut to this many characters, so a result stays small whatever an engine says.
+ERROR_SAMPLE_CHARS = 300
 
 
 def is_ok_status(status: int) -> bool:
@@ -20,7 +30,8 @@ def is_ok_status(status: int) -> bool:
 class RequestStats:
     """Counters and latency histogram of one request name in one stage."""
 
-    __slots__ = ("ok", "failed", "dropped", "bytes", "status_codes", "errors", "latency", "service", "checks")
+    __slots__ = ("ok", "failed", "dropped", "bytes", "status_codes", "errors", "latency", "service", "checks",
+                 "error_samples")
 
     def __init__(self) -> None:
         self.ok = 0
@@ -32,6 +43,7 @@ class RequestStats:
         self.latency = Histogram()  # from the intended send time (open model) or the send (closed)
         self.service = Histogram()  # from the actual send: what the server alone took
         self.checks: dict[str, list[int]] = {}  # check name -> [passes, fails]
+        self.error_samples: dict[str, list[str]] = {}  # error class -> first distinct messages
 
     @property
     def requests(self) -> int:
@@ -48,11 +60,26 @@ class RequestStats:
         self.bytes += body_bytes
         self.latency.record(latency_us)
 
-    def failure(self, error_class: str, latency_us: int) -> None:
-        """Record a request that got no HTTP response; ``error_class`` names why."""
+    def failure(self, error_class: str, latency_us: int, error: BaseException | None = None) -> None:
+        """Record a request that got no HTTP response; ``error_class`` names why.
+
+        ``error`` is the exception that ended it, if any: its message becomes
+        a sample while the class has fewer than ERROR_SAMPLES_PER_CLASS.
+        """
         self.failed += 1
         self.errors[error_class] = self.errors.get(error_class, 0) + 1
         self.latency.record(latency_us)
+        if error is not None:
+            kept = self.error_samples.get(error_class)
+            if kept is None or len(kept) < ERROR_SAMPLES_PER_CLASS:
+                self._keep_sample(error_class, error_message(error))
+
+    def _keep_sample(self, error_class: str, message: str) -> None:
+        if message == error_class:  # a TransportError without detail says nothing the count does not
+            return
+        kept = self.error_samples.setdefault(error_class, [])
+        if message not in kept and len(kept) < ERROR_SAMPLES_PER_CLASS:
+            kept.append(message)
 
     def checked_response(self, status: int, body_bytes: int, latency_us: int, request, headers, body,
                          service_us: int = -1) -> None:
@@ -82,9 +109,10 @@ class RequestStats:
         self.response(status, body_bytes, latency_us)
         self.service.record(service_us)
 
-    def timed_failure(self, error_class: str, latency_us: int, service_us: int) -> None:
+    def timed_failure(self, error_class: str, latency_us: int, service_us: int,
+                      error: BaseException | None = None) -> None:
         """Open model: like :meth:`failure`, plus the service time from the actual send."""
-        self.failure(error_class, latency_us)
+        self.failure(error_class, latency_us, error)
         self.service.record(service_us)
 
     def adopt_latency_as_service(self) -> None:
@@ -107,6 +135,9 @@ class RequestStats:
             tally = self.checks.setdefault(name, [0, 0])
             tally[0] += passes
             tally[1] += fails
+        for name, messages in other.error_samples.items():
+            for message in messages:
+                self._keep_sample(name, message)
         return self
 
     @classmethod
@@ -118,3 +149,18 @@ class RequestStats:
 
     def __repr__(self) -> str:
         return f"<RequestStats requests={self.requests} ok={self.ok} failed={self.failed}>"
+
+
+def error_message(error: BaseException) -> str:
+    """What a sample says: a TransportError's detail, or ``TypeName: text`` for anything else.
+
+    Anything else is an exception no engine expected (counted as ``other``);
+    its type is usually the most telling part.
+    """
+    text = str(error)
+    if getattr(error, "error_class", None) is None:
+        name = type(error).__name__
+        text = f"{name}: {text}" if text else name
+    if len(text) > ERROR_SAMPLE_CHARS:
+        text = text[:ERROR_SAMPLE_CHARS - 1] + "…"
+    return text
