@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
 import re
 import socket
 from pathlib import Path
@@ -102,6 +103,18 @@ def test_usage_error_in_a_worker_exits_2_with_its_message(tmp_path, capfd):
     assert "runner: error: the fast engine does not support https targets" in err
     assert "Traceback" not in err and "EOFError" not in err
 
+    # the same refusal, raised in the worker processes themselves, reaches the parent as what it was
+    from runner.compile import compile_scenario
+    from runner.executor import RunControl
+    from runner.launch import WorkerFailed, _run_processes
+    from runner.loader import load_scenario
+
+    plan = compile_scenario(load_scenario(scenario), scenario)
+    with pytest.raises(WorkerFailed) as failed:
+        _run_processes(plan, "https://127.0.0.1:9", RunControl())
+    assert failed.value.exit_code == 2 and failed.value.trace is None
+    assert str(failed.value).startswith("the fast engine does not support https targets")
+
 
 def _plan_with_a_broken_flow_index(real_compile):
     """Compile for real, then break an invariant the fast engine checks in each worker: a bug."""
@@ -128,6 +141,27 @@ def test_bug_in_a_worker_exits_70_with_the_workers_trace(tmp_path, builtin_targe
     assert re.search(r'runner/engines/fast\.py", line \d+, in __init__', err)
     assert "ValueError: plan.flow indexes must be 0..n-1 in order" in err
     assert "runner-worker-" in err and "internal error" in err
+
+
+def exit_without_reporting(connection) -> None:
+    """A worker that dies holding its pipe open (as when the OOM killer strikes): no report, no error."""
+    os._exit(9)
+
+
+def test_a_worker_that_dies_without_reporting_is_named_with_its_exit_code():
+    import multiprocessing
+
+    from runner.launch import WorkerFailed, _collect_reports
+
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=exit_without_reporting, args=(sender,), name="runner-worker-0", daemon=True)
+    process.start()
+    sender.close()
+    with pytest.raises(WorkerFailed) as failed:
+        _collect_reports([(process, receiver)])
+    assert failed.value.exit_code == 70
+    assert str(failed.value) == "runner-worker-0 exited with code 9 before reporting"
 
 
 # -- error classes ------------------------------------------------------------------------------
