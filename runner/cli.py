@@ -61,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="dotted.key=value", dest="overrides",
                      help="override a scenario field, e.g. --set stages.0.requests=5000 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress line and no console summary")
+    run.add_argument("--dry-run", action="store_true",
+                     help="validate, compile and print what the run would send; send nothing (= runner plan)")
+
+    plan = commands.add_parser("plan", help="print what a run would send, per stage, without sending anything")
+    plan.add_argument("scenario", help="scenario YAML file")
+    plan.add_argument("--target", help="base URL that replaces the scenario's target (or 'builtin')")
+    plan.add_argument("--out", action="append", default=[], metavar="NAME=PATH",
+                      help="a reporter the run would add (checked and listed; nothing is written)")
+    plan.add_argument("--set", action="append", default=[], metavar="dotted.key=value", dest="overrides",
+                      help="override a scenario field, as for run (repeatable)")
 
     report = commands.add_parser("report", help="re-render a saved JSON result with any reporters")
     report.add_argument("result", help="a result written by --out json=PATH")
@@ -95,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"run": _cmd_run, "validate": _cmd_validate, "schema": _cmd_schema, "serve": _cmd_serve,
-                   "report": _cmd_report, "compare": _cmd_compare}
+                   "report": _cmd_report, "compare": _cmd_compare, "plan": _cmd_plan}
         return handler[args.command](args)
     except RunnerError as exc:
         print(f"runner: error: {exc}", file=sys.stderr)
@@ -113,7 +123,28 @@ def main(argv: list[str] | None = None) -> int:
             print(trace, file=sys.stderr, end="" if trace.endswith("\n") else "\n")
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    """``runner plan`` / ``runner run --dry-run``: load, compile, print; no socket, no built-in target."""
+    from reporters.base import available_reporters
+
+    from .compile import compile_scenario
+    from .describe import describe
+    from .loader import load_scenario
+    from .output import Output, combine, parse_out
+    from .secrets import redact_text
+
+    known = set(available_reporters())
+    scenario = load_scenario(args.scenario, overrides=args.overrides, target=args.target, known_reporters=known)
+    plan = compile_scenario(scenario, args.scenario)
+    outputs = combine([Output(n, p) for n, p in plan.outputs], [parse_out(item, known) for item in args.out])
+    text = describe(plan, tuple((output.reporter, output.path) for output in outputs))
+    print(redact_text(text, plan.secrets), end="", flush=True)
+    return EXIT_OK
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _cmd_plan(args)
     from reporters.base import available_reporters
 
     from .compile import compile_scenario
