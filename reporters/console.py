@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 _LATENCY_KEYS = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
+#: Error samples shown per class, and the width a sample is cut to: a hint, the JSON has them all.
+_SAMPLES_SHOWN = 2
+_SAMPLE_WIDTH = 100
 
 
 def _row(label: str, block: dict[str, Any]) -> str:
@@ -50,6 +53,7 @@ class ConsoleReporter:
             f"  status codes: {_mix(totals['status_codes']) or 'none'}",
             f"  errors: {_mix(totals['errors']) or 'none'}",
         ]
+        lines += _error_samples(totals.get("error_samples") or {})
         for stage in result["stages"]:
             rate = stage.get("rate")
             if rate:
@@ -65,6 +69,21 @@ class ConsoleReporter:
         lines += _checks_table(result.get("checks", []))
         lines += _verdict_table(result)
         return ("\n".join(lines) + "\n").encode()
+
+
+def _error_samples(samples: dict[str, list[str]]) -> list[str]:
+    """A line or two per error class saying what the failures said, e.g. what an ``other`` was."""
+    lines = []
+    for error_class, messages in samples.items():
+        for position, message in enumerate(messages[:_SAMPLES_SHOWN]):
+            text = " ".join(message.split())  # one line, whatever the engine wrote
+            if len(text) > _SAMPLE_WIDTH:
+                text = text[:_SAMPLE_WIDTH - 1] + "…"
+            label = f"{error_class}:" if position == 0 else ""
+            lines.append(f"    {label:<16} {text}")
+        if len(messages) > _SAMPLES_SHOWN:
+            lines.append(f"    {'':<16} (+{len(messages) - _SAMPLES_SHOWN} more distinct messages)")
+    return lines
 
 
 def _checks_table(checks: list[dict]) -> list[str]:

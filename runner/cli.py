@@ -29,16 +29,12 @@ EXIT_CODES_HELP = """exit codes:
   0    the run completed (and every threshold passed)
   1    a threshold failed, abort_on_fail stopped the run, or compare found a regression
   2    usage or scenario error (bad flag, invalid YAML, unwritable output path)
-  3    the target could not be reached at all (no request got a response)
+  3    no request got an HTTP response (every one failed: refused, reset, timed out...)
   4    this machine cannot run the scenario as asked (e.g. open-file limit too low)
   70   internal error in runner (a bug: please report it)
   130  interrupted by SIGINT (Ctrl-C); reports are still written
   143  interrupted by SIGTERM; reports are still written
 """
-
-#: Error classes that mean "never reached the server" when no response came back at all.
-_UNREACHABLE = {"connect_refused", "connect_timeout", "dns", "tls"}
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse exits 2 too; keep its wording short
@@ -65,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="dotted.key=value", dest="overrides",
                      help="override a scenario field, e.g. --set stages.0.requests=5000 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress line and no console summary")
+    run.add_argument("--dry-run", action="store_true",
+                     help="validate, compile and print what the run would send; send nothing (= runner plan)")
+
+    plan = commands.add_parser("plan", help="print what a run would send, per stage, without sending anything")
+    plan.add_argument("scenario", help="scenario YAML file")
+    plan.add_argument("--target", help="base URL that replaces the scenario's target (or 'builtin')")
+    plan.add_argument("--out", action="append", default=[], metavar="NAME=PATH",
+                      help="a reporter the run would add (checked and listed; nothing is written)")
+    plan.add_argument("--set", action="append", default=[], metavar="dotted.key=value", dest="overrides",
+                      help="override a scenario field, as for run (repeatable)")
 
     report = commands.add_parser("report", help="re-render a saved JSON result with any reporters")
     report.add_argument("result", help="a result written by --out json=PATH")
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"run": _cmd_run, "validate": _cmd_validate, "schema": _cmd_schema, "serve": _cmd_serve,
-                   "report": _cmd_report, "compare": _cmd_compare}
+                   "report": _cmd_report, "compare": _cmd_compare, "plan": _cmd_plan}
         return handler[args.command](args)
     except RunnerError as exc:
         print(f"runner: error: {exc}", file=sys.stderr)
@@ -112,15 +118,39 @@ def main(argv: list[str] | None = None) -> int:
         print("runner: internal error (this is a bug in runner; please report it with the trace above)",
               file=sys.stderr)
         return EXIT_INTERNAL
+        trace = getattr(exc, "trace", None)  # a worker process's own traceback (see runner.launch.WorkerFailed)
+        if trace:
+            print(trace, file=sys.stderr, end="" if trace.endswith("\n") else "\n")
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    """``runner plan`` / ``runner run --dry-run``: load, compile, print; no socket, no built-in target."""
+    from reporters.base import available_reporters
+
+    from .compile import compile_scenario
+    from .describe import describe
+    from .loader import load_scenario
+    from .output import Output, combine, parse_out
+    from .secrets import redact_text
+
+    known = set(available_reporters())
+    scenario = load_scenario(args.scenario, overrides=args.overrides, target=args.target, known_reporters=known)
+    plan = compile_scenario(scenario, args.scenario)
+    outputs = combine([Output(n, p) for n, p in plan.outputs], [parse_out(item, known) for item in args.out])
+    text = describe(plan, tuple((output.reporter, output.path) for output in outputs))
+    print(redact_text(text, plan.secrets), end="", flush=True)
+    return EXIT_OK
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _cmd_plan(args)
     from reporters.base import available_reporters
 
     from .compile import compile_scenario
     from .launch import execute
     from .loader import load_scenario
-    from .output import Output, check_writable, combine, parse_out, write_atomic
+    from .output import Output, check_writable, combine, parse_out, scrub_stderr, write_atomic
     from .progress import ProgressLine
     from .secrets import redact
 
@@ -128,6 +158,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     known = set(reporters)
     scenario = load_scenario(args.scenario, overrides=args.overrides, target=args.target, known_reporters=known)
     plan = compile_scenario(scenario, args.scenario)
+    scrub_stderr(plan.secrets)  # progress, errors and tracebacks from here on
     outputs = combine([Output(n, p) for n, p in plan.outputs], [parse_out(item, known) for item in args.out])
     if not args.quiet and not any(o.reporter == "console" and o.path == "-" for o in outputs):
         outputs.insert(0, Output("console", "-"))
@@ -168,11 +199,16 @@ def _fan_out(progress, listeners):
 
 
 def exit_code_for(document: dict) -> int:
-    """Which outcome wins when several apply: interrupted, then unreachable, then failed thresholds."""
+    """Which outcome wins when several apply: interrupted, then no HTTP response at all, then thresholds.
+
+    "No response at all" is judged by status codes alone: a target that
+    resets, hangs up on or times out every request is as unusable as one
+    that refuses connections, whatever the error class.
+    """
     if document["interrupted"]:
         return EXIT_SIGTERM if document["interrupt_signal"] == "SIGTERM" else EXIT_SIGINT
     totals = document["totals"]
-    if totals["requests"] and not totals["status_codes"] and set(totals["errors"]) <= _UNREACHABLE:
+    if totals["requests"] and not totals["status_codes"]:
         return EXIT_TARGET_UNREACHABLE
     if not document.get("passed", True):
         return EXIT_THRESHOLDS_FAILED

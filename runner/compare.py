@@ -17,6 +17,12 @@ A limit is the largest tolerated *regression*, written ``metric=N%``:
 
 Rows cover the totals and every stage present (by name) in both results.
 Improvements never count as regressions.
+
+A metric with no data in the current run (no request completed in that
+scope, so there is no rate, latency or error rate to compare) fails the
+comparison, unless the baseline had no data there either: a run that sent
+nothing must not pass as "no regression". No data only in the baseline is
+noted and does not fail (there is nothing to regress from).
 """
 
 from __future__ import annotations
@@ -66,6 +72,11 @@ class Row:
     regressed: bool
     note: str = ""
 
+    @property
+    def missing(self) -> bool:
+        """The current run has no data here although the baseline had some (a failure, not a regression)."""
+        return self.regressed and self.current is None
+
 
 @dataclass
 class Comparison:
@@ -77,6 +88,7 @@ class Comparison:
 
     @property
     def regressed(self) -> bool:
+        """Any row over its limit or without data in the current run: the comparison fails."""
         return any(row.regressed for row in self.rows)
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,8 +113,12 @@ def metric_value(block: dict[str, Any], metric: str) -> float | None:
 
 def _row(scope: str, metric: str, limit: float, base: dict[str, Any], cur: dict[str, Any]) -> Row:
     before, after = metric_value(base, metric), metric_value(cur, metric)
-    if before is None or after is None:
-        return Row(scope, metric, before, after, None, limit, False, "no data")
+    if after is None:
+        if before is None:
+            return Row(scope, metric, before, after, None, limit, False, "no data in either")
+        return Row(scope, metric, before, after, None, limit, True, "NO DATA in the current run")
+    if before is None:
+        return Row(scope, metric, before, after, None, limit, False, "no data in the baseline")
     if metric == "error_rate":
         change = after - before
         return Row(scope, metric, before, after, change, limit, change > limit + _EPSILON)
@@ -171,8 +187,7 @@ def render_comparison(c: Comparison) -> str:
     header = ("scope", "metric", "baseline", "current", "change", "limit", "verdict")
     table = [header] + [
         (row.scope, row.metric, _value(row.metric, row.baseline), _value(row.metric, row.current),
-         _change(row.metric, row.change), _limit(row.metric, row.limit),
-         "REGRESSED" if row.regressed else (row.note or "ok"))
+         _change(row.metric, row.change), _limit(row.metric, row.limit), _verdict(row))
         for row in c.rows
     ]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
@@ -183,7 +198,25 @@ def render_comparison(c: Comparison) -> str:
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines += [""] + [f"note: {note}" for note in c.notes]
-    regressions = sum(row.regressed for row in c.rows)
-    lines.append(f"REGRESSED: {regressions} of {len(c.rows)} comparisons over their limit" if regressions
-                 else f"OK: no regression over the limits ({len(c.rows)} comparisons)")
+    lines.append(_summary(c.rows))
     return "\n".join(lines)
+
+
+def _verdict(row: Row) -> str:
+    if row.missing:
+        return row.note
+    return "REGRESSED" if row.regressed else (row.note or "ok")
+
+
+def _summary(rows: list[Row]) -> str:
+    """The last line: what failed, or that nothing did."""
+    missing = sum(row.missing for row in rows)
+    regressions = sum(row.regressed for row in rows) - missing
+    if missing and regressions:
+        return (f"FAILED: {missing} of {len(rows)} comparisons have no data in the current run, "
+                f"{regressions} over their limit")
+    if missing:
+        return f"FAILED: {missing} of {len(rows)} comparisons have no data in the current run (the baseline had)"
+    if regressions:
+        return f"REGRESSED: {regressions} of {len(rows)} comparisons over their limit"
+    return f"OK: no regression over the limits ({len(rows)} comparisons)"

@@ -6,7 +6,13 @@ request is a join, not a parse. Scenario variables (``vars``) and secret
 references are substituted at this point too; JSON and form bodies are
 serialised around their templated values; captures become extractors.
 Every request step of every flow gets one index in ``Plan.flow``, which is
-what metrics are kept by.
+what metrics are kept by. Secret references are resolved only after the
+split: a secret value is data, so a ``{`` in it is sent as is and never read
+as a template field.
+
+Credentials in the target URL (``http://user:password@host``) become an
+``Authorization: Basic ...`` header here; the plan's URL has no userinfo, so
+no engine and no report ever sees them.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from schemas.thresholds import AbortOnFail
 from .captures import compile_capture
 from .checks import CHECK_BODY_LIMIT, compile_checks
 from .plan import BuiltinTargetPlan, FlowPlan, Plan, RequestPlan, StagePlan, ThinkPlan
-from .secrets import SENSITIVE_HEADERS
+from .errors import Problem, ScenarioError
+from .secrets import (MIN_SECRET_LENGTH, SENSITIVE_HEADERS, basic_authorization, too_short, url_credentials,
+                      url_secrets)
 from .templates import Template, compile_json, compile_template, fields_of
 
 _FORM = "application/x-www-form-urlencoded"
@@ -37,7 +45,8 @@ def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>", *, l
     secrets: set[str] = set()
     base_dir = Path(source).parent if source != "<scenario>" else None
     tables = _data_tables(scenario, base_dir) if load_data else ()
-    context = _Context(scenario, secrets, base_dir)
+    target_url, authorization = _split_target(scenario.target, secrets)
+    context = _Context(scenario, secrets, base_dir, authorization)
     flows = []
     for flow_index, flow in enumerate(scenario.all_flows()):
         once = tuple(context.step(step, flow_index) for step in flow.once)
@@ -48,12 +57,13 @@ def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>", *, l
         per_user = tuple(i for i, (name, spec) in enumerate(scenario.data.items())
                          if name in used and spec.per == "vu")
         flows.append(FlowPlan(flow_index, flow.name, flow.weight, once, steps, per_iteration, per_user))
+    _refuse_short_secrets(secrets, source)
     stages = tuple(_stage_plan(i, stage) for i, stage in enumerate(scenario.stages))
     builtin = scenario.builtin
     return Plan(
         scenario_name=scenario.name,
         source=str(source),
-        target_url=None if scenario.target == "builtin" else scenario.target,
+        target_url=target_url,
         builtin=BuiltinTargetPlan(builtin.body_size, builtin.delay.min, builtin.delay.max, builtin.seed,
                                   tuple(builtin.faults.items())),
         engine=scenario.engine,
@@ -94,8 +104,9 @@ def _data_tables(scenario: Scenario, base_dir: Path | None) -> tuple:
 class _Context:
     """What compiling one step needs from the scenario; collects every request step in order."""
 
-    def __init__(self, scenario: Scenario, secrets: set[str], base_dir: Path | None):
+    def __init__(self, scenario: Scenario, secrets: set[str], base_dir: Path | None, authorization: str | None):
         self.scenario = scenario
+        self.authorization = authorization  # from credentials in the target URL
         self.secrets = secrets
         self.base_dir = base_dir
         self.requests: list[RequestPlan] = []
@@ -126,6 +137,8 @@ class _Context:
         headers = {**defaults.headers, **step.headers}
         body_template = self._body(step)
         names = {name.lower() for name in headers}
+        if self.authorization and "authorization" not in names:
+            headers["Authorization"] = self.authorization
         if "content-type" not in names:
             if step.json_body is not None:
                 headers["Content-Type"] = _JSON
@@ -239,6 +252,30 @@ class _FormTemplate:
 
     def render(self, user) -> bytes:
         return "".join([p if type(p) is str else quote_plus(p.render(user)) for p in self.pieces]).encode()
+
+
+def _split_target(target: str, secrets: set[str]) -> tuple[str | None, str | None]:
+    """``(URL without userinfo or None for builtin, Basic Authorization value or None)``.
+
+    The password, ``user:password`` and its base64 join ``secrets``. This is
+    the one place credentials leave the URL, whether they came from the file
+    or from ``--target`` (the loader applies that before validation).
+    """
+    if target == "builtin":
+        return None, None
+    url, user, password = url_credentials(target)
+    if user is None:
+        return url, None
+    secrets.update(url_secrets(target))
+    return url, basic_authorization(user, password)
+
+
+def _refuse_short_secrets(secrets: set[str], source: str | Path) -> None:
+    """The loader names the field of a too-short secret; this catches plans built without it."""
+    if too_short(secrets):
+        raise ScenarioError([Problem(str(source), None, None, "", f"a secret value (from ${{env:...}}, "
+                                     f"${{file:...}}, a credential header or the target URL) is shorter than "
+                                     f"{MIN_SECRET_LENGTH} characters and could not be scrubbed from reports")])
 
 
 #: In-flight cap of an open-model stage that does not set max_in_flight.

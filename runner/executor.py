@@ -150,7 +150,7 @@ class Executor:
             ticker.cancel()
         duration = time.perf_counter() - started
         stats = run_state.stats
-        sampler.sample(stats, run_state.started)  # the last, partial interval
+        sampler.sample(stats, run_state.started, end_s=time.perf_counter() - (run_state.zero or started))  # last
         if stage.model == "closed":
             for part in stats:
                 part.adopt_latency_as_service()

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import signal
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Iterator
 
 from .engines import select_engine
+from .errors import RunnerError
 from .executor import Executor, ProgressCallback, RunControl, StageOutcome
 from .health import LoopLagMonitor, cpu_seconds
 from .limits import ensure_open_files
@@ -185,13 +188,58 @@ def _stop_on_signals(control: RunControl, names: tuple) -> Iterator[None]:
 
 # -- several processes --------------------------------------------------------------------------
 
+#: The exit code of a bug (see runner.cli); a worker's bug is reported with that code and its own trace.
+_EXIT_INTERNAL = 70
+
+
+class WorkerFailed(RunnerError):
+    """A worker process failed: the parent exits with the worker's code and message.
+
+    ``trace`` is the worker's own formatted traceback when the failure was a
+    bug; the command line prints it before the message. A usage error (a
+    scenario the engine refuses, say) has none: it is the user's to fix.
+    """
+
+    def __init__(self, message: str, exit_code: int = _EXIT_INTERNAL, trace: str | None = None):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.trace = trace
+
+
+@dataclass(frozen=True)
+class WorkerError:
+    """What a worker sends instead of its report when it fails: plain data that always unpickles.
+
+    The exception itself is not sent: a RunnerError subclass may need
+    arguments to be rebuilt, and a bug's exception may not pickle at all.
+    """
+
+    exit_code: int
+    message: str
+    trace: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> "WorkerError":
+        if isinstance(exc, RunnerError) and exc.exit_code != _EXIT_INTERNAL:
+            return cls(exc.exit_code, str(exc))
+        return cls(_EXIT_INTERNAL, "", traceback.format_exc())
+
+    def raise_in_parent(self, worker: str) -> None:
+        if self.trace is None:
+            raise WorkerFailed(self.message, self.exit_code)
+        raise WorkerFailed(f"{worker} failed: internal error (this is a bug in runner; please report it "
+                           f"with the trace above)", self.exit_code, self.trace)
+
+
 def _process_main(plan: Plan, base_url: str, connection) -> None:
-    """Entry point of a worker process: run its share and send the report back."""
+    """Entry point of a worker process: run its share and send the report, or what went wrong, back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards signals as SIGTERM
     control = RunControl()
     try:
-        report = run_here(plan, base_url, control, None, signals=("SIGTERM",))
-        connection.send(report)
+        try:
+            connection.send(run_here(plan, base_url, control, None, signals=("SIGTERM",)))
+        except Exception as exc:
+            connection.send(WorkerError.from_exception(exc))
     finally:
         connection.close()
 
@@ -216,18 +264,39 @@ def _run_processes(plan: Plan, base_url: str, control: RunControl) -> list[Proce
                 process.terminate()  # SIGTERM: first stops issuing, a second one cuts off in-flight requests
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    reports = []
     try:
-        for process, receiver in children:
-            while not receiver.poll(0.1):
-                if not process.is_alive() and not receiver.poll(0):
-                    raise RuntimeError(f"{process.name} exited with code {process.exitcode} before reporting")
-            reports.append(receiver.recv())
-            process.join(10)
+        return _collect_reports(children)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         for process, _ in children:
             if process.is_alive():
-                process.kill()
+                process.kill()  # only after a failure: the others' numbers would not be reported anyway
+
+
+def _collect_reports(children: list) -> list[ProcessReport]:
+    """Every worker's report, in worker order; the first worker to fail fails the run at once.
+
+    All pipes are watched together, so a worker that fails while others are
+    still running is reported now, not after the others have finished.
+    """
+    reports: list[ProcessReport | None] = [None] * len(children)
+    pending = {receiver: (part, process) for part, (process, receiver) in enumerate(children)}
+    while pending:
+        for receiver in multiprocessing.connection.wait(list(pending), timeout=0.1):
+            part, process = pending.pop(receiver)
+            reports[part] = _receive(process, receiver)
+            process.join(10)
     return reports
+
+
+def _receive(process, receiver) -> ProcessReport:
+    """One worker's report; its failure raised as what it was (WorkerFailed)."""
+    try:
+        message = receiver.recv()
+    except EOFError:  # the pipe closed with nothing in it: the process died (a signal, the OOM killer)
+        process.join(1)
+        raise WorkerFailed(f"{process.name} exited with code {process.exitcode} before reporting") from None
+    if isinstance(message, WorkerError):
+        message.raise_in_parent(process.name)
+    return message

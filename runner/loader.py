@@ -285,7 +285,7 @@ def _reference_problems(data: dict, marked: _Marked, source: str) -> list[Proble
     from .secrets import missing_references
 
     base_dir = Path(source).parent
-    places: list[tuple[FieldPath, Any]] = []
+    places: list[tuple[FieldPath, Any]] = [(("target",), data.get("target"))]  # its password, if any
     defaults = data.get("defaults")
     if isinstance(defaults, dict) and isinstance(defaults.get("headers"), dict):
         places += [(("defaults", "headers", k), v) for k, v in defaults["headers"].items()]
@@ -298,7 +298,7 @@ def _reference_problems(data: dict, marked: _Marked, source: str) -> list[Proble
     problems = []
     for path, value in places:
         if isinstance(value, str):
-            for reason in missing_references(value, base_dir):
+            for reason in missing_references(value, base_dir, path):
                 problems.append(Problem(*_locate(marked, path, source), format_path(path), reason))
     return problems
 

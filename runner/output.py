@@ -3,7 +3,9 @@
 Output paths are checked before the first request is sent, so a typo in a
 path cannot throw away a finished hour-long run. Files are written to a
 temporary name in the same directory and renamed into place, so a reader (or
-an interrupted run) never sees half a report.
+an interrupted run) never sees half a report. Once a plan is compiled, what
+the run prints on stderr (progress, errors, tracebacks) is scrubbed of its
+secrets too (:func:`scrub_stderr`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
+from . import secrets as _secrets
 from .errors import UsageError
 
 STDOUT = "-"
@@ -88,3 +92,45 @@ def write_atomic(path: str, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+class ScrubbedStream:
+    """A text stream that masks secrets in each line before passing it on.
+
+    Text is held until a line ends (``\\n``, or ``\\r`` as a progress line on a
+    terminal ends) or the stream is flushed, so a secret that ``print`` or
+    ``traceback`` writes in several pieces is still seen whole. Everything
+    else (``isatty``, ``fileno``, ``encoding``...) is the wrapped stream's.
+    """
+
+    def __init__(self, stream: TextIO, secrets: tuple[str, ...]):
+        self._stream = stream
+        self._secrets = secrets
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        end = max(self._pending.rfind("\n"), self._pending.rfind("\r")) + 1
+        if end:
+            complete, self._pending = self._pending[:end], self._pending[end:]
+            self._stream.write(_secrets.redact_text(complete, self._secrets))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._stream.write(_secrets.redact_text(self._pending, self._secrets))
+            self._pending = ""
+        self._stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def scrub_stderr(secrets: tuple[str, ...]) -> None:
+    """Mask ``secrets`` in everything written to ``sys.stderr`` from now on, for the rest of the command.
+
+    Installed for good rather than as a context manager: the CLI prints the
+    final error message or traceback after the run's own code has returned.
+    """
+    if secrets:
+        sys.stderr = ScrubbedStream(sys.stderr, tuple(secrets))

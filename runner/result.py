@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
+from urllib.parse import unquote, unquote_plus
 
 from .metrics.histogram import RELATIVE_ERROR, Histogram
 from . import __version__
 from .health import LAG_P99_LIMIT_MS, RATE_MET_RATIO
 from .metrics.recorder import FlowStats, RequestStats
 from .metrics.timeseries import Bucket, merge_series
+from .secrets import redact
 from .thresholds import check_summary, evaluate
 
 #: Quantiles reported under ``latency_ms``: key -> q.
@@ -52,6 +54,7 @@ def summary_block(stats: RequestStats, duration_s: float) -> dict[str, Any]:
         "bytes": stats.bytes,
         "status_codes": {str(code): n for code, n in sorted(stats.status_codes.items())},
         "errors": dict(sorted(stats.errors.items())),
+        "error_samples": {name: list(messages) for name, messages in sorted(stats.error_samples.items())},
         "latency_ms": latency_ms(stats.latency),
         "service_time_ms": latency_ms(stats.service),
         "latency_histogram": stats.latency.to_dict(),
@@ -252,6 +255,11 @@ def build_result(plan, base_url: str, reports: list, control) -> RunResult:
         ))
     per_entry_run = [RequestStats.merged([s for stage in stages for n, s in stage.by_request if n == name])
                      for name in dict.fromkeys(names)]
+    totals = RequestStats.merged([stage.totals for stage in stages])
+    merged_levels = [totals, *per_entry_run] + [s for stage in stages for s in (stage.totals,
+                                                                              *(p for _, p in stage.by_request))]
+    for stats in merged_levels:
+        scrub_error_samples(stats, plan.secrets)
     started_wall = min(r.started_wall for r in reports)
     duration = max(r.duration_s for r in reports)
     signal_name = control.signal_name or next((r.signal_name for r in reports if r.signal_name), None)
@@ -265,7 +273,7 @@ def build_result(plan, base_url: str, reports: list, control) -> RunResult:
         finished_at=started_wall + duration,
         duration_s=duration,
         stages=stages,
-        totals=RequestStats.merged([stage.totals for stage in stages]),
+        totals=totals,
         by_request=list(zip(dict.fromkeys(names), per_entry_run)),
         runner_version=__version__,
         interrupted=signal_name is not None,
@@ -312,6 +320,34 @@ def _data_report(plan, reports: list) -> list[dict]:
                      "per": table.per, "used": used,
                      "exhausted": table.mode == "unique" and used >= len(table)})
     return rows
+
+
+def scrub_error_samples(stats: RequestStats, secrets: Iterable[str]) -> None:
+    """Mask secrets in ``stats.error_samples`` (a merged copy, never the executor's own stats).
+
+    Reports are scrubbed byte for byte before they are written, but an
+    engine's message may quote a URL in which a secret is percent-encoded, a
+    form the byte-level scrub cannot see; such a message is shown decoded,
+    with the secret masked.
+    """
+    if not secrets or not stats.error_samples:
+        return
+    for error_class, messages in stats.error_samples.items():
+        stats.error_samples[error_class] = list(dict.fromkeys(_scrub_message(m, secrets) for m in messages))
+
+
+def _scrub_message(message: str, secrets: Iterable[str]) -> str:
+    message = _redact_text(message, secrets)
+    for decode in (unquote, unquote_plus):
+        decoded = decode(message)
+        scrubbed = _redact_text(decoded, secrets)
+        if scrubbed != decoded:
+            message = scrubbed
+    return message
+
+
+def _redact_text(text: str, secrets: Iterable[str]) -> str:
+    return redact(text.encode(), secrets).decode("utf-8", "replace")
 
 
 def generator_verdict(stages: list[StageResult], processes: list[dict]) -> dict[str, Any]:

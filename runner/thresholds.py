@@ -4,6 +4,14 @@ Working on the documented dict (not live objects) means the same code judges
 a finished run, a saved JSON file, and the provisional result that
 ``abort_on_fail`` checks once per interval. A threshold with no data to judge
 fails with the reason "no data": a rule that cannot be checked never passes.
+That holds for every metric: a scope (run, stage or request name) that
+completed no request and scheduled no arrival has no data, even for the
+metrics that would read as a harmless zero there (``rps``, ``requests``,
+``dropped``): ``dropped == 0`` on a run that sent nothing proves nothing.
+
+Windowed ``rps`` divides each interval's completed requests by the time the
+interval covered (``span_s``), so a stage's last, partial interval is judged
+on its real rate, and the window's length is counted in covered time too.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from schemas.thresholds import LATENCY_METRICS, Threshold
 
 _OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
 _INTERVAL_QUANTILES = {"p50", "p90", "p95", "p99", "p999", "max"}
+_NO_DATA = "no data: no request completed and no arrival was scheduled"
 
 
 def evaluate(result: dict[str, Any], thresholds: Iterable[Threshold], sources: Iterable[str] = ()) -> list[dict]:
@@ -64,6 +73,8 @@ def _measure(result: dict, threshold: Threshold) -> tuple[float | None, str | No
     block = _block(result, threshold)
     if block is None:
         return None, "no data: the stage did not run"
+    if not _has_data(result, threshold, block):
+        return None, _NO_DATA
     metric = threshold.metric
     if metric == "check_rate":
         checks = _checks_in_scope(result, threshold)
@@ -81,6 +92,16 @@ def _measure(result: dict, threshold: Threshold) -> tuple[float | None, str | No
     return float(block["latency_ms"][metric]), None
 
 
+def _has_data(result: dict, threshold: Threshold, block: dict) -> bool:
+    """Did the scope complete a request or schedule an arrival (sent, dropped or still in flight)?"""
+    if block.get("requests", 0) or block.get("dropped", 0):
+        return True
+    if threshold.scope == "request":
+        return False  # arrivals are scheduled per flow, not per request name
+    stages = result.get("stages", []) if threshold.scope == "total" else [block]
+    return any((stage.get("rate") or {}).get("scheduled", 0) for stage in stages)
+
+
 def _checks_in_scope(result: dict, threshold: Threshold) -> list[dict]:
     if threshold.scope == "total":
         return result.get("checks", [])
@@ -90,10 +111,16 @@ def _checks_in_scope(result: dict, threshold: Threshold) -> list[dict]:
     return [row for row in result.get("checks", []) if row["request"] == threshold.target]
 
 
-def _interval_value(bucket: dict, metric: str) -> float | None:
+def _interval_span(bucket: dict, previous_t: float) -> float:
+    """Seconds the interval covered; results written before ``span_s`` existed assume the full width."""
+    span = bucket.get("span_s")
+    return bucket["t"] - previous_t if span is None else span
+
+
+def _interval_value(bucket: dict, metric: str, span: float) -> float | None:
     completed = bucket["ok"] + bucket["failed"]
     if metric == "rps":
-        return bucket["rps"]
+        return completed / span
     if metric == "dropped":
         return float(bucket["dropped"])
     if completed == 0:
@@ -104,11 +131,22 @@ def _interval_value(bucket: dict, metric: str) -> float | None:
 
 
 def _windowed(result: dict, threshold: Threshold) -> tuple[float | None, bool, str | None]:
-    """Fail once every interval of a stretch at least ``window_s`` long breached the rule."""
+    """Fail once every interval of a stretch at least ``window_s`` long breached the rule.
+
+    Time is counted in what the intervals covered, so a stage's short last
+    interval adds only its real length; an interval that covered no time at
+    all is skipped (it has no rate and nothing happened in it).
+    """
     if threshold.scope == "stage":
         stages = [s for s in result["stages"] if s["name"] == threshold.target]
+        block = stages[0] if stages else None
     else:
         stages = result["stages"]
+        block = result["totals"]
+    if block is None:
+        return None, False, "no data: the stage did not run"
+    if not _has_data(result, threshold, block):
+        return None, False, _NO_DATA
     compare = _OPERATORS[threshold.op]
     offset = 0.0
     run_start = None
@@ -117,9 +155,12 @@ def _windowed(result: dict, threshold: Threshold) -> tuple[float | None, bool, s
     for stage in stages:
         previous_t = 0.0
         for bucket in stage.get("timeseries", []):
-            value = _interval_value(bucket, threshold.metric)
             start = offset + previous_t
+            span = _interval_span(bucket, previous_t)
             previous_t = bucket["t"]
+            if span <= 0:
+                continue
+            value = _interval_value(bucket, threshold.metric, span)
             if value is None:
                 run_start = None
                 continue
@@ -132,7 +173,7 @@ def _windowed(result: dict, threshold: Threshold) -> tuple[float | None, bool, s
                 run_start, worst = start, value
             else:
                 worst = _worse(worst, value, threshold.op)
-            if offset + bucket["t"] - run_start >= threshold.window_s - 1e-9:
+            if start + span - run_start >= threshold.window_s - 1e-9:
                 return worst, False, f"breached for {threshold.window_s:g}s from t={run_start:.1f}s"
         offset += stage.get("duration_s", previous_t)
     if not seen:

@@ -51,7 +51,13 @@ class Summary(_Strict):
     duration_s: float
     bytes: int = Field(description="Response body bytes received.")
     status_codes: dict[str, int]
-    errors: dict[str, int] = Field(description="Error class -> count, for requests that got no response.")
+    errors: dict[str, int] = Field(description=(
+        "Error class -> count, for requests that got no response. Classes: connect_refused, unreachable, "
+        "connect_timeout, read_timeout, reset, closed_early, protocol_error, body_too_large, dns, tls, "
+        "client_resource, cut_off, other."))
+    error_samples: dict[str, list[str]] = Field(default_factory=dict, description=(
+        "Error class -> the first distinct messages of that class (at most 5, each at most 300 characters), "
+        "merged across stages and processes; secrets are masked."))
     latency_ms: LatencyMs = Field(description="From the intended send time (open model) or the send (closed).")
     service_time_ms: LatencyMs = Field(description="From the actual send: what the server alone took.")
     latency_histogram: LatencyHistogram
@@ -122,7 +128,8 @@ class Interval(_Strict):
     failed: int
     dropped: int
     in_flight: int
-    rps: float
+    span_s: float = Field(description="Seconds the interval covered: the interval width, less for a stage's last one.")
+    rps: float = Field(description="Completed requests / span_s (a stage's last, partial interval is not diluted).")
     latency_ms: IntervalLatency
 
 

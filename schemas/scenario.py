@@ -324,8 +324,9 @@ class Scenario(_Model):
     def _target_url(cls, value: str) -> str:
         if value == "builtin":
             return value
-        if not re.match(r"^https?://[^/\s:]+(:\d{1,5})?(/\S*)?$", value):
-            raise ValueError(f"target must be 'builtin' or an http(s) URL such as http://127.0.0.1:8080 (got {value!r})")
+        if not re.match(r"^https?://([^/\s@]*@)?[^/\s:@]+(:\d{1,5})?(/\S*)?$", value):  # optional user:password@
+            shown = re.sub(r"//[^/\s]*@", "//***@", value)  # never echo credentials
+            raise ValueError(f"target must be 'builtin' or an http(s) URL such as http://127.0.0.1:8080 (got {shown!r})")
         return value.rstrip("/")
 
     _sources: dict = PrivateAttr(default_factory=dict)  # field path -> "file:line", set by the loader

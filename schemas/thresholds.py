@@ -13,6 +13,11 @@ Grammar (one string per threshold)::
 METRIC is min, mean, p50, p90, p95, p99, p999, max (milliseconds; VALUE may
 carry a unit: 250ms, 1.5s), error_rate or check_rate (a ratio; 0.5% or 0.005),
 rps (per second), dropped or requests (counts). OP is <, <=, >, >= or ==.
+
+Whatever the metric, a threshold whose scope completed no request and
+scheduled no arrival fails with "no data" (``runner/thresholds.py``): a
+count or a rate of zero over nothing is not a measurement. A windowed rps
+takes each interval's rate over the time it covered (its ``span_s``).
 """
 
 from __future__ import annotations

@@ -3,15 +3,26 @@
 The runner under test owns the main thread's event loop (as it does in
 production), so test servers run either in a child process (the built-in
 target) or in a thread with an event loop of its own (aiohttp.web).
+
+Every runner result a test produces is checked against the published
+``schemas/result.schema.json`` after the test, without the test asking for
+it: result dicts built in this process (``RunResult.to_dict``) and JSON
+result files written anywhere under the session's temporary directories
+(also by child processes). A test that writes a hand-made, deliberately
+invalid result file says so with ``@pytest.mark.hand_made_results``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import threading
 from collections import Counter
 from pathlib import Path
 
+import jsonschema
+import orjson
 import pytest
 from aiohttp import web
 
@@ -19,6 +30,7 @@ from runner.target.process import BuiltinTarget
 from runner.target.server import TargetConfig
 
 REPO = Path(__file__).resolve().parent.parent
+RESULT_SCHEMA = REPO / "schemas" / "result.schema.json"
 
 
 class ThreadedServer:
@@ -119,3 +131,129 @@ def write_scenario(tmp_path: Path, text: str, name: str = "scenario.yaml") -> Pa
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+# -- every result checked against the published schema ---------------------------
+
+
+@functools.cache
+def result_validator() -> jsonschema.protocols.Validator:
+    """A validator for the committed result schema (itself checked to be a valid JSON Schema)."""
+    schema = orjson.loads(RESULT_SCHEMA.read_bytes())
+    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    validator_class.check_schema(schema)
+    return validator_class(schema)
+
+
+def _specific(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """For "not valid under any of" an ``anyOf`` (an object-or-null field, say), the errors
+    inside the branch of the value's own type, which name the field that is wrong."""
+    if not error.context:
+        return [error]
+    inside = [e for e in error.context if e.relative_path or e.validator != "type"]
+    return [specific for e in inside for specific in _specific(e)] or [error]
+
+
+def schema_errors(document: object) -> list[str]:
+    """Every way ``document`` differs from the published result schema, as "json/path: message"."""
+    errors = [specific for error in result_validator().iter_errors(document) for specific in _specific(error)]
+    errors.sort(key=lambda error: list(map(str, error.absolute_path)))
+    return [f"{'/'.join(map(str, error.absolute_path)) or '(top level)'}: {error.message}" for error in errors]
+
+
+def looks_like_result(document: object) -> bool:
+    """A JSON object carrying any top-level key that only runner results have.
+
+    Deliberately loose: a result missing most of its fields must still be
+    recognised (and then fail validation), while other JSON a test writes
+    (schemas, a plugin reporter's output) is left alone.
+    """
+    return isinstance(document, dict) and bool({"format_version", "totals", "stages"} & document.keys())
+
+
+class ResultWatch:
+    """Collects the runner results of a test session so that none escapes the schema check.
+
+    Two sources: result dicts built in this process (snapshotted as the JSON
+    reporter would write them, so later changes by the test do not count),
+    and ``*.json`` files under ``root`` that are new or changed since the
+    last look (this catches results written by child processes too).
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.documents: list[bytes] = []
+        self._seen: dict[Path, tuple[int, int]] = {}
+
+    def capture(self, document: dict) -> None:
+        from reporters.json import JsonReporter
+
+        self.documents.append(JsonReporter().render(document))
+
+    def new_files(self) -> list[Path]:
+        found = []
+        for directory, _, names in os.walk(self.root):
+            for name in names:
+                path = Path(directory, name)
+                if not name.endswith(".json") or not path.is_file():
+                    continue
+                status = path.stat()
+                stamp = (status.st_mtime_ns, status.st_size)
+                if self._seen.get(path) != stamp:
+                    self._seen[path] = stamp
+                    found.append(path)
+        return sorted(found)
+
+    def problems(self, *, check_files: bool = True) -> list[str]:
+        """Schema errors of everything collected since the last call, which is then forgotten."""
+        problems = [f"result dict #{number}: {error}"
+                    for number, document in enumerate(self.documents, 1)
+                    for error in schema_errors(orjson.loads(document))]
+        self.documents.clear()
+        for path in self.new_files():
+            if not check_files:
+                continue
+            try:
+                document = orjson.loads(path.read_bytes())
+            except orjson.JSONDecodeError:
+                continue  # not JSON at all: not a result (a truncated result would be caught by its own test)
+            if looks_like_result(document):
+                problems += [f"{path}: {error}" for error in schema_errors(document)]
+        return problems
+
+
+@pytest.fixture(scope="session", autouse=True)
+def result_watch(tmp_path_factory):
+    """Installed before any other fixture, so results built by module-scoped fixtures are caught too."""
+    from runner.result import RunResult
+
+    watch = ResultWatch(tmp_path_factory.getbasetemp())
+    unwatched = RunResult.to_dict
+
+    @functools.wraps(unwatched)
+    def watched_to_dict(self):
+        document = unwatched(self)
+        watch.capture(document)
+        return document
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RunResult, "to_dict", watched_to_dict)
+        yield watch
+
+
+@pytest.fixture(autouse=True)
+def results_match_published_schema(request, result_watch):
+    """After each test: every result it produced must validate against schemas/result.schema.json."""
+    yield
+    hand_made = request.node.get_closest_marker("hand_made_results") is not None
+    problems = result_watch.problems(check_files=not hand_made)
+    if problems:
+        pytest.fail("runner wrote results that schemas/result.schema.json does not describe "
+                    "(fix runner or schemas/result.py + 'runner schema'):\n  " + "\n  ".join(problems[:20]),
+                    pytrace=False)
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", "hand_made_results: the test writes result files that are not runner output "
+                   "(they are not schema-checked; result dicts runner builds still are)")

@@ -359,6 +359,64 @@ def test_request_split_across_writes(target, raw):
     assert len(raw.read_response().body) == 10
 
 
+def test_pipelined_plain_requests_all_answered_and_counted(target, raw):
+    target.reset()
+    raw.send(get_bytes("/one") * 200 + get_bytes("/?size=3") + get_bytes("/two") * 5)
+    responses = [raw.read_response() for _ in range(206)]
+    assert all(r.status == 200 for r in responses)
+    assert [len(r.body) for r in responses] == [1024] * 200 + [3] + [1024] * 5
+    assert target.stats() == 206
+
+
+def send_apart(connection: RawConnection, *pieces: bytes) -> None:
+    """Send each piece in its own segment, so the server most likely reads them one by one."""
+    connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for piece in pieces:
+        connection.send(piece)
+        time.sleep(0.03)
+
+
+def test_repeated_requests_are_each_answered_once(target, raw):
+    target.reset()
+    request_bytes = get_bytes("/same")
+    for _ in range(20):
+        raw.send(request_bytes)
+        response = raw.read_response()
+        assert response.status == 200 and len(response.body) == 1024
+    assert target.stats() == 20
+
+
+def test_a_repeat_that_continues_an_unfinished_request_is_parsed(target, raw):
+    # The server answers a read equal to an earlier one-request read without
+    # parsing it, but only between requests: here the same bytes complete a
+    # request begun in the read before (as a header value), so it is one
+    # request, not two.
+    target.reset()
+    request_bytes = get_bytes("/same")
+    send_apart(raw, request_bytes, request_bytes)
+    assert [raw.read_response().status for _ in range(2)] == [200, 200]
+    send_apart(raw, b"GET /?size=7 HTTP/1.1\r\nX-Pad: ", request_bytes, get_bytes("/?size=9"))
+    assert len(raw.read_response().body) == 7
+    assert len(raw.read_response().body) == 9
+    assert target.stats() == 4
+
+
+def test_a_repeat_after_a_body_is_answered_in_order(target, raw):
+    request_bytes = get_bytes("/same")
+    send_apart(
+        raw,
+        request_bytes,
+        b"POST /?delay=0.1&size=5 HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(request_bytes),
+        request_bytes,  # the body of the POST, not a request
+        request_bytes,
+    )
+    sizes = [len(raw.read_response().body) for _ in range(3)]
+    assert sizes == [1024, 5, 1024]
+    raw.sock.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        raw._fill()  # and nothing else
+
+
 # -- counting ---------------------------------------------------------------
 
 

@@ -154,3 +154,64 @@ def test_render_comparison_is_a_readable_table(baseline):
     assert lines[-1].startswith("REGRESSED: 1 of ")
     assert render_comparison(compare(baseline, baseline)).splitlines()[-1].startswith("OK: no regression")
     assert comparison.to_dict()["regressed"] is True
+
+
+# --- no data in the current run fails, unless the baseline had none either -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def empty(builtin_target, tmp_path_factory):
+    """A real result of the same scenario stopped before its first request (as if SIGINT came at once)."""
+    from runner.compile import compile_scenario
+    from runner.executor import RunControl
+    from runner.launch import execute
+    from runner.loader import load_scenario
+
+    directory = tmp_path_factory.mktemp("compare-empty")
+    scenario = write_scenario(directory, SCENARIO.format(target=builtin_target.url))
+    control = RunControl()
+    control.stopping = True
+    result = execute(compile_scenario(load_scenario(scenario), scenario), control=control).to_dict()
+    assert result["totals"]["requests"] == 0
+    return result
+
+
+def test_a_current_run_without_requests_fails_the_comparison(baseline, empty):
+    comparison = compare(baseline, empty)
+    assert comparison.regressed
+    assert {(row.scope, row.metric) for row in comparison.rows if row.missing} == {("total", m) for m in DEFAULT_LIMITS}
+    assert all(row.note == "NO DATA in the current run" for row in comparison.rows)
+    lines = render_comparison(comparison).splitlines()
+    assert sum(line.endswith("NO DATA in the current run") for line in lines) == len(DEFAULT_LIMITS)
+    assert lines[-1] == f"FAILED: {len(DEFAULT_LIMITS)} of {len(DEFAULT_LIMITS)} comparisons have no data in the " \
+                        f"current run (the baseline had)"
+
+
+def test_no_data_in_both_or_only_in_the_baseline_does_not_fail(baseline, empty):
+    both = compare(empty, empty)
+    assert not both.regressed and {row.note for row in both.rows} == {"no data in either"}
+    assert render_comparison(both).splitlines()[-1].startswith("OK: no regression")
+    only_baseline = compare(empty, baseline)
+    assert not only_baseline.regressed
+    assert {row.note for row in only_baseline.rows} == {"no data in the baseline"}
+
+
+def test_one_stage_without_data_fails_only_its_rows(baseline):
+    current = copy.deepcopy(baseline)
+    stage = next(s for s in current["stages"] if s["name"] == "second")
+    stage["requests"] = stage["ok"] = stage["failed"] = 0
+    comparison = compare(baseline, current, {"p95": 0.10, "rps": 0.10})
+    assert {(row.scope, row.metric) for row in comparison.rows if row.regressed} == {
+        ("stage second", "p95"), ("stage second", "rps")}
+    assert all(row.missing and row.current is None for row in comparison.rows if row.regressed)
+
+
+def test_compare_command_exits_1_with_a_clear_line_when_the_current_run_is_empty(baseline, empty, tmp_path, capsys):
+    paths = {}
+    for name, result in (("baseline", baseline), ("empty", empty)):
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_bytes(orjson.dumps(result))
+    assert main(["compare", str(paths["baseline"]), str(paths["empty"])]) == 1
+    out = capsys.readouterr().out
+    assert "NO DATA in the current run" in out and "FAILED:" in out
+    assert main(["compare", str(paths["empty"]), str(paths["empty"])]) == 0

@@ -208,3 +208,74 @@ abort_on_fail: {{delay: 1}}
     assert 1.0 <= data["aborted"]["at_s"] < 5
     assert not data["passed"] and not data["interrupted"]
     assert 0 < data["totals"]["requests"] < 500
+
+
+# --- no data fails for every metric, and rate windows judge a partial interval on its real length ---------------
+
+
+def test_count_and_rate_thresholds_fail_on_a_request_that_never_ran(tmp_path, builtin_target):
+    """One request per flow pass: 'never' gets nothing, so zero rps or zero drops prove nothing about it."""
+    code, data = run(tmp_path, f"""\
+version: 1
+name: never-ran
+target: {builtin_target.url}
+flow: [{{name: first, path: /}}, {{name: never, path: /}}]
+stages: [{{requests: 1, concurrency: 1}}]
+thresholds:
+  - request:never dropped == 0
+  - request:never rps < 5000
+  - request:never requests < 5
+  - request:first dropped == 0
+""", "--quiet")
+    assert code == 1
+    *never, first = data["thresholds"]
+    assert [t["passed"] for t in never] == [False, False, False]
+    assert all(t["actual"] is None and t["reason"].startswith("no data") for t in never)
+    assert first["passed"] and first["actual"] == 0  # a request that ran: zero drops is a real measurement
+
+
+def test_a_run_stopped_before_its_first_request_fails_every_threshold_with_no_data(tmp_path, builtin_target):
+    """A stop that lands before anything was sent leaves a result with nothing in it; no rule may pass on it."""
+    from runner.compile import compile_scenario
+    from runner.executor import RunControl
+    from runner.launch import execute
+    from runner.loader import load_scenario
+
+    scenario = write_scenario(tmp_path, f"""\
+version: 1
+name: stopped
+target: {builtin_target.url}
+flow: [{{path: /}}]
+stages: [{{name: steady, rate: 100/s, duration: 1s}}]
+thresholds: [dropped == 0, rps < 5000, requests < 5, "rps < 5000 for 1s", p95 < 1s]
+""")
+    control = RunControl()
+    control.stopping = True
+    data = execute(compile_scenario(load_scenario(scenario), scenario), control=control).to_dict()
+    assert data["totals"]["requests"] == 0 and data["stages"] == []
+    assert [t["passed"] for t in data["thresholds"]] == [False] * 5
+    assert {t["reason"] for t in data["thresholds"]} == {"no data: no request completed and no arrival was scheduled"}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stages_partial_last_interval_is_judged_on_the_time_it_covered(tmp_path, builtin_target, workers):
+    """2.5 s at 200/s with 1 s intervals: the last interval holds ~100 requests over ~0.5 s, i.e. 200/s, not 100/s.
+
+    With two processes the partial buckets of both are merged and must keep the time they covered.
+    """
+    code, data = run(tmp_path, f"""\
+version: 1
+name: partial
+target: {builtin_target.url}
+interval: 1s
+workers: {workers}
+flow: [{{path: /}}]
+stages: [{{name: steady, rate: 200/s, duration: 2500ms}}]
+thresholds: ["rps > 150 for 1s", "stage:steady rps > 150 for 1s"]
+""", "--quiet")
+    assert [t["passed"] for t in data["thresholds"]] == [True, True], data["thresholds"]
+    assert code == 0
+    *full, last = data["stages"][0]["timeseries"]
+    assert [bucket["span_s"] for bucket in full] == [1.0, 1.0]
+    assert 0.4 < last["span_s"] < 0.9 and last["ok"] > 50
+    assert last["rps"] == pytest.approx(last["ok"] / last["span_s"], rel=1e-3)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..plan import Plan
-from .base import ERROR_CLASSES, Channel, Engine, TransportError
+from .base import ERROR_CLASSES, Channel, Engine, TransportError, describe
 
 
 def select_engine(plan: Plan, base_url: str | None = None) -> tuple[type, str]:
@@ -32,4 +32,4 @@ def select_engine(plan: Plan, base_url: str | None = None) -> tuple[type, str]:
     return AiohttpEngine, reason
 
 
-__all__ = ["Channel", "Engine", "ERROR_CLASSES", "TransportError", "select_engine"]
+__all__ = ["Channel", "Engine", "ERROR_CLASSES", "TransportError", "describe", "select_engine"]

@@ -23,7 +23,7 @@ import ssl
 import aiohttp
 
 from ..plan import Plan, RequestPlan
-from .base import TransportError, open_channel
+from .base import TransportError, describe, open_channel
 
 _READ_CHUNK = 1 << 16
 #: The code of the connector method(s) a request is in while it waits for a connection.
@@ -33,6 +33,7 @@ _CONNECT_CODES = frozenset(
     if code is not None
 )
 _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.ENOBUFS}
+_UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH}
 
 
 def classify(exc: BaseException) -> str:
@@ -60,18 +61,34 @@ def classify(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         if code == errno.ECONNREFUSED:
             return "connect_refused"
+        if code in _UNREACHABLE_ERRNOS:
+            return "unreachable"
         if code in _RESOURCE_ERRNOS:
             return "client_resource"
         if code is not None and "Name or service" in str(os_error):
             return "dns"
-        return "connect_refused" if code in (errno.EHOSTUNREACH, errno.ENETUNREACH) else "other"
+        return "other"
     if code in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
         return "reset"
+    if code in _UNREACHABLE_ERRNOS:
+        return "unreachable"
     if code in _RESOURCE_ERRNOS:
         return "client_resource"
     if isinstance(exc, aiohttp.ClientConnectionError):
         return "closed_early"
     return "other"
+
+
+def _detail(exc: BaseException) -> str:
+    """The failure's detail for error samples, without the request URL.
+
+    aiohttp writes the whole URL into a ClientResponseError's text: with a
+    ``{seq}`` path every message would differ (filling the few sample slots
+    with copies of one problem), and a URL may hold a secret in encoded form.
+    """
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{type(exc).__name__}: {exc.status}, {exc.message}"
+    return describe(exc)
 
 
 def _timeout(request: RequestPlan) -> aiohttp.ClientTimeout:
@@ -165,11 +182,11 @@ class AiohttpTransport:
             except TransportError as exc:
                 user.on_failure(exc.error_class, str(exc))
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                user.on_failure(classify(exc), str(exc))
+                user.on_failure(classify(exc), _detail(exc))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # an engine bug must not stop the user: count it
-                user.on_failure("other", f"{type(exc).__name__}: {exc}")
+                user.on_failure("other", describe(exc))
             else:
                 user.on_response(status, received, headers, body)
 
@@ -245,7 +262,7 @@ class AiohttpEngine:
                     return response.status, received, captured, bytes(prefix)
                 return response.status, received, None, None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise TransportError(classify(exc), str(exc)) from None
+            raise TransportError(classify(exc), _detail(exc)) from None
 
     async def aclose(self) -> None:
         await self.session.close()

@@ -23,6 +23,7 @@ from ..plan import Plan, RequestPlan
 #: Stable, documented names of the ways a request can fail without a response.
 ERROR_CLASSES = (
     "connect_refused",   # nothing listens at the target port
+    "unreachable",       # no route to the target's host or network (EHOSTUNREACH, ENETUNREACH)
     "connect_timeout",   # the TCP connection was not established in time
     "read_timeout",      # connected, but the response did not arrive in time
     "reset",             # the peer reset the connection (ECONNRESET, EPIPE)
@@ -37,7 +38,11 @@ ERROR_CLASSES = (
 
 
 class TransportError(Exception):
-    """A request ended without an HTTP response; ``error_class`` says why."""
+    """A request ended without an HTTP response; ``error_class`` says why.
+
+    ``str(error)`` is the detail: what a user reads among a result's
+    ``error_samples`` to tell apart failures of one class.
+    """
 
     __slots__ = ("error_class",)
 
@@ -63,6 +68,18 @@ class Transport(Protocol):
 
     def close(self) -> None:
         ...
+
+
+def describe(exc: BaseException) -> str:
+    """``TypeName: text`` (or just ``TypeName``): an exception's detail as error samples show it.
+
+    The type name matters as much as the text: ``TimeoutError()`` has no text
+    at all, and "other" failures are told apart mostly by their type. Called
+    only when a request failed.
+    """
+    text = str(exc)
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
 
 
 class Channel(Protocol):

@@ -5,14 +5,21 @@ workers call :meth:`RequestStats.ok_response` / :meth:`RequestStats.failure`
 once per request and nothing else. Stage, request-name and run totals are
 built afterwards by :meth:`RequestStats.merge`, so every total is the exact
 sum of its parts: ``requests == ok + failed`` holds at every level.
+
+Besides counts, a failure may leave its message behind: the first few
+distinct messages of each error class (``error_samples``), so that a report
+can say what an ``other`` was. Keeping them costs nothing on success and, on
+failure, only a length check once a class has its share.
 """
 
 from __future__ import annotations
 
 from .histogram import Histogram
 
-#: Distinct messages kept per error class (per request name, stage and run).
-MAX_ERROR_SAMPLES = 5
+#: Distinct messages kept per error class (per stats object, and after every merge).
+ERROR_SAMPLES_PER_CLASS = 5
+#: Longer messages are cut to this many characters, so a result stays small whatever an engine says.
+ERROR_SAMPLE_CHARS = 300
 
 
 def is_ok_status(status: int) -> bool:
@@ -24,7 +31,7 @@ class RequestStats:
     """Counters and latency histogram of one request name in one stage."""
 
     __slots__ = ("ok", "failed", "dropped", "bytes", "status_codes", "errors", "latency", "service", "checks",
-                 "skipped", "error_samples")
+                 "error_samples", "skipped")
 
     def __init__(self) -> None:
         self.ok = 0
@@ -36,8 +43,8 @@ class RequestStats:
         self.latency = Histogram()  # from the intended send time (open model) or the send (closed)
         self.service = Histogram()  # from the actual send: what the server alone took
         self.checks: dict[str, list[int]] = {}  # check name -> [passes, fails]
-        self.skipped = 0  # flow steps not sent because an earlier capture in the iteration failed
         self.error_samples: dict[str, list[str]] = {}  # error class -> first distinct messages
+        self.skipped = 0  # flow steps not sent because a capture earlier in the iteration failed
 
     @property
     def requests(self) -> int:
@@ -54,15 +61,23 @@ class RequestStats:
         self.bytes += body_bytes
         self.latency.record(latency_us)
 
-    def failure(self, error_class: str, latency_us: int) -> None:
-        """Record a request that got no HTTP response; ``error_class`` names why."""
+    def failure(self, error_class: str, latency_us: int, error: BaseException | None = None) -> None:
+        """Record a request that got no HTTP response; ``error_class`` names why.
+
+        ``error`` is the exception that ended it, if any: its message becomes
+        a sample while the class has fewer than ERROR_SAMPLES_PER_CLASS.
+        """
         self.failed += 1
         self.errors[error_class] = self.errors.get(error_class, 0) + 1
         self.latency.record(latency_us)
+        if error is not None:
+            kept = self.error_samples.get(error_class)
+            if kept is None or len(kept) < ERROR_SAMPLES_PER_CLASS:
+                self._keep_sample(error_class, error_message(error))
 
     def judged(self, status: int, body_bytes: int, latency_us: int, service_us: int, ok: bool,
                error_class: str | None = None) -> None:
-        """Record a response whose verdict (status rule, checks, captures) was decided by the caller.
+        """Record a response whose verdict (status rule, checks, captures) the virtual user decided.
 
         ``error_class`` names why an answered request still failed (``capture_failed``);
         ``service_us`` < 0 means "same as latency" (closed model: adopted at the stage's end).
@@ -81,12 +96,19 @@ class RequestStats:
             self.service.record(service_us)
 
     def sample(self, error_class: str, message: str) -> None:
-        """Keep the first few distinct messages of an error class (only failures pay for this)."""
-        samples = self.error_samples.get(error_class)
-        if samples is None:
-            self.error_samples[error_class] = [message]
-        elif len(samples) < MAX_ERROR_SAMPLES and message not in samples:
-            samples.append(message)
+        """Keep ``message`` among the class's samples while it has fewer than its share (failures only)."""
+        kept = self.error_samples.get(error_class)
+        if kept is None or len(kept) < ERROR_SAMPLES_PER_CLASS:
+            if len(message) > ERROR_SAMPLE_CHARS:
+                message = message[:ERROR_SAMPLE_CHARS - 1] + "…"
+            self._keep_sample(error_class, message)
+
+    def _keep_sample(self, error_class: str, message: str) -> None:
+        if message == error_class:  # a TransportError without detail says nothing the count does not
+            return
+        kept = self.error_samples.setdefault(error_class, [])
+        if message not in kept and len(kept) < ERROR_SAMPLES_PER_CLASS:
+            kept.append(message)
 
     def checked_response(self, status: int, body_bytes: int, latency_us: int, request, headers, body,
                          service_us: int = -1) -> None:
@@ -116,9 +138,10 @@ class RequestStats:
         self.response(status, body_bytes, latency_us)
         self.service.record(service_us)
 
-    def timed_failure(self, error_class: str, latency_us: int, service_us: int) -> None:
-        """Like :meth:`failure`, plus the service time from the actual send (none if < 0)."""
-        self.failure(error_class, latency_us)
+    def timed_failure(self, error_class: str, latency_us: int, service_us: int,
+                      error: BaseException | None = None) -> None:
+        """Like :meth:`failure`, plus the service time from the actual send (none when < 0)."""
+        self.failure(error_class, latency_us, error)
         if service_us >= 0:
             self.service.record(service_us)
 
@@ -142,10 +165,10 @@ class RequestStats:
             tally = self.checks.setdefault(name, [0, 0])
             tally[0] += passes
             tally[1] += fails
-        self.skipped += other.skipped
-        for error_class, messages in other.error_samples.items():
+        for name, messages in other.error_samples.items():
             for message in messages:
-                self.sample(error_class, message)
+                self._keep_sample(name, message)
+        self.skipped += other.skipped
         return self
 
     @classmethod
@@ -157,6 +180,21 @@ class RequestStats:
 
     def __repr__(self) -> str:
         return f"<RequestStats requests={self.requests} ok={self.ok} failed={self.failed}>"
+
+
+def error_message(error: BaseException) -> str:
+    """What a sample says: a TransportError's detail, or ``TypeName: text`` for anything else.
+
+    Anything else is an exception no engine expected (counted as ``other``);
+    its type is usually the most telling part.
+    """
+    text = str(error)
+    if getattr(error, "error_class", None) is None:
+        name = type(error).__name__
+        text = f"{name}: {text}" if text else name
+    if len(text) > ERROR_SAMPLE_CHARS:
+        text = text[:ERROR_SAMPLE_CHARS - 1] + "…"
+    return text
 
 
 class FlowStats:

@@ -170,11 +170,13 @@ def build_response(
     chunked: bool,
     delay_header: bytes,
     connection_header: bytes,
+    extra_headers: bytes = b"",
 ) -> list:
     """Return the response as a list of byte strings for one ``writelines``.
 
     Small responses are joined into one element; a large body stays a
-    separate element so it is never copied.
+    separate element so it is never copied. ``extra_headers`` are complete
+    header lines (each ending with CRLF) added before the end of the head.
     """
     if status in _BODYLESS_STATUSES:
         framing = b""
@@ -192,6 +194,7 @@ def build_response(
             framing,
             delay_header,
             connection_header,
+            extra_headers,
             END_OF_HEADERS,
         )
     )

@@ -19,11 +19,26 @@ Behaviour (all per request, via the query string):
   framing, huge bodies, 5xx bursts...; see :mod:`runner.target.faults`).
 * ``/__runner/stats`` and ``/__runner/reset`` expose and clear the count of
   answered (non-control) requests, which tests use to check what the server saw.
+* ``/login``, ``/items``, ``/cart`` and ``/whoami`` are a small shop API with
+  JSON bodies, bearer tokens and a session cookie (see
+  :mod:`runner.target.shop`); they honour ``?delay=`` and the seeded delays.
 
 Pipelined requests are answered strictly in order even when their delays
 differ: each connection keeps a queue of pending responses that timers mark
 ready, and the queue is flushed from its head. The bytes of responses are
 built by :mod:`runner.target.responses`.
+
+The hot path, cheapest first:
+
+* a read whose bytes equal the last read that held exactly one plain request
+  (load generators repeat one request) is answered without parsing it again;
+* otherwise httptools parses the read, and each plain request only counts a
+  "hit"; after the read, all hits go out in one write (so a pipelined batch
+  is one write, not one per request).
+
+httptools calls back per header only into ``dict.__setitem__`` (C code, no
+Python frame), which the shop routes read; request bodies are kept only for
+the shop paths.
 """
 
 from __future__ import annotations
@@ -35,6 +50,7 @@ import socket
 import sys
 import traceback
 from collections import OrderedDict, deque
+from itertools import repeat
 from contextlib import suppress
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -62,6 +78,7 @@ from .responses import (
     split_target,
     status_line,
 )
+from .shop import MAX_BODY_BYTES, SHOP_PATHS, SHOP_PREFIXES, Shop
 
 __all__ = [
     "CHUNK_SIZE",
@@ -87,7 +104,16 @@ CONTROL_PREFIX = b"/__runner/"
 STATS_PATH = b"/__runner/stats"
 RESET_PATH = b"/__runner/reset"
 # Paths the hot path must leave to _answer (one startswith with a tuple).
-_SPECIAL_PREFIXES = (CONTROL_PREFIX, FAULT_PREFIX)
+_SPECIAL_PREFIXES = (CONTROL_PREFIX, FAULT_PREFIX, *SHOP_PREFIXES)
+
+# Hits of one read answered as one joined write up to this many bytes; above,
+# one writelines of the same prepared bytes repeated (no copy).
+_JOIN_LIMIT = 64 * 1024
+# More distinct header names than this in one request is not a client we serve.
+_MAX_HEADERS = 512
+# A read is remembered for answering its repeats without parsing up to this size.
+_REPEAT_MAX_BYTES = 4096
+END_OF_HEAD = b"\r\n\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +174,7 @@ class _TargetState:
         self.fault_mix = bool(config.faults)
         self.fast_path = not self.draws_delays and config.body_size <= _FAST_PATH_MAX_BODY and not self.fault_mix
         self.connections: set[TargetProtocol] = set()
+        self.shop = Shop()
         self.default_body = make_html_body(config.body_size)
         self._body_cache: OrderedDict[int, bytes] = OrderedDict()
         self._body_cache_bytes = 0
@@ -240,13 +267,13 @@ class TargetProtocol(asyncio.Protocol):
     """One client connection: parse with httptools, answer in request order."""
 
     __slots__ = ("_state", "_loop", "_transport", "_parser", "_url", "_pending", "_closing", "_close_when_drained",
-                 "_fault_writer")
+                 "_fault_writer", "_fast", "_hits", "_repeat", "_at_boundary", "_headers", "_body",
+                 "on_header", "on_message_begin")
 
     def __init__(self, state: _TargetState) -> None:
         self._state = state
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._pending: deque[_PendingResponse] = deque()
         # Set once no further request may be answered on this connection.
@@ -255,6 +282,22 @@ class TargetProtocol(asyncio.Protocol):
         self._close_when_drained = False
         # A fault still writing (trickle or huge body): resumed and cancelled from here.
         self._fault_writer = None
+        # Whether plain requests get the prepared default response (per server).
+        self._fast = state.fast_path
+        # Plain requests of the current read not written yet (see data_received).
+        self._hits = 0
+        # The last read that was exactly one plain request, and whether the
+        # parser was between requests after the last read.
+        self._repeat: bytes | None = None
+        self._at_boundary = True
+        # The current request's headers, for the shop routes. httptools calls
+        # these two C methods directly, so collecting costs no Python frame.
+        self._headers: dict[bytes, bytes] = {}
+        self.on_header = self._headers.__setitem__
+        self.on_message_begin = self._headers.clear
+        # The current request's body, kept for the shop paths only (None: too large).
+        self._body: bytearray | None = bytearray()
+        self._parser = httptools.HttpRequestParser(self)
 
     # -- asyncio.Protocol -------------------------------------------------
 
@@ -269,18 +312,49 @@ class TargetProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
+        if data == self._repeat and self._at_boundary and not self._pending:
+            # The same bytes as a read that was exactly one plain request,
+            # again between requests: the same answer, without parsing.
+            state = self._state
+            self._transport.write(state.default_response)
+            state.requests += 1
+            return
+        started_at_boundary = self._at_boundary
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # The request itself was answered; we do not switch protocols,
             # and the bytes after it are not HTTP/1.1 any more.
+            self._write_hits()
             self._closing = True
             self._close_after_pending()
+            return
         except httptools.HttpParserCallbackError as error:
             # A bug in this module, not the client's fault: say so once.
             traceback.print_exception(error.__context__ or error, file=sys.stderr)
             self._reject(500)
         except httptools.HttpParserError:
+            self._reject(400)
+        hits = self._hits
+        if hits:
+            self._write_hits()
+            if (
+                hits == 1
+                and started_at_boundary
+                and len(data) <= _REPEAT_MAX_BYTES
+                and data.endswith(END_OF_HEAD)
+                and data.count(END_OF_HEAD) == 1
+                and not self._closing
+            ):
+                # Starting between requests, the read ended with the only end
+                # of a head in it, and that request was plain: it was all of
+                # this read, with no body, and the parser is between requests.
+                self._repeat = data
+        # Between requests for sure when no URL is held and the read ended a
+        # head (a URL is held from the request line until the request ends).
+        self._at_boundary = not self._url and data.endswith(END_OF_HEAD)
+        if len(self._headers) > _MAX_HEADERS and self._url and not self._closing:
+            # A head that never ends must not grow the header dict without bound.
             self._reject(400)
 
     def eof_received(self) -> bool | None:
@@ -303,6 +377,7 @@ class TargetProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self._hits = 0
         for pending in self._pending:
             if pending.timer is not None:
                 pending.timer.cancel()
@@ -314,6 +389,7 @@ class TargetProtocol(asyncio.Protocol):
         # The parser holds our bound methods: break the cycle so the
         # connection is freed at once instead of by a later GC pass.
         self._parser = None
+        self.on_header = self.on_message_begin = None
 
     def close(self) -> None:
         """Close this connection (used on server shutdown)."""
@@ -327,16 +403,26 @@ class TargetProtocol(asyncio.Protocol):
         # The URL may arrive in fragments when a request spans reads.
         self._url += url
 
+    def on_body(self, data: bytes) -> None:
+        # Only the shop reads bodies; any other body is parsed and dropped.
+        if self._url.startswith(SHOP_PREFIXES):
+            body = self._body
+            if body is not None:
+                if len(body) + len(data) > MAX_BODY_BYTES:
+                    self._body = None
+                else:
+                    body += data
+
     def on_message_complete(self) -> None:
         url = self._url
         self._url = b""
         if self._closing:
             return
-        state = self._state
         parser = self._parser
-        # Hot path: the default response, already fully prepared.
+        # Hot path: the default response, already fully prepared; counted
+        # here and written once per read by data_received.
         if (
-            state.fast_path
+            self._fast
             and not self._pending
             and b"?" not in url
             and not url.startswith(_SPECIAL_PREFIXES)
@@ -344,18 +430,34 @@ class TargetProtocol(asyncio.Protocol):
             and parser.get_method() != b"HEAD"
             and parser.get_http_version() == "1.1"
         ):
-            self._transport.write(state.default_response)
-            state.requests += 1
+            self._hits += 1
             return
         self._answer(url, parser)
 
     # -- responses ----------------------------------------------------------
 
+    def _write_hits(self) -> None:
+        """Write the answers of the plain requests counted so far, in one write."""
+        hits = self._hits
+        if not hits:
+            return
+        self._hits = 0
+        state = self._state
+        response = state.default_response
+        if hits == 1:
+            self._transport.write(response)
+        elif hits * len(response) <= _JOIN_LIMIT:
+            self._transport.write(response * hits)
+        else:
+            self._transport.writelines(repeat(response, hits))
+        state.requests += hits
+
     def _answer(self, url: bytes, parser: httptools.HttpRequestParser) -> None:
         """Every request the hot path does not take: build, then send or queue."""
         state = self._state
         keep_alive = parser.should_keep_alive()
-        head_only = parser.get_method() == b"HEAD"
+        method = parser.get_method()
+        head_only = method == b"HEAD"
         if not keep_alive:
             # Later pipelined requests on this connection are not answered.
             self._closing = True
@@ -383,16 +485,19 @@ class TargetProtocol(asyncio.Protocol):
             )
             return
 
+        body = self._body
+        if body is None or body:
+            self._body = bytearray()
+        if path in SHOP_PATHS:
+            self._answer_shop(method, path, query, None if body is None else bytes(body),
+                              head_only=head_only, close=not keep_alive, connection_header=connection_header)
+            return
+
         try:
             fault = parse_fault(path, query) if path.startswith(FAULT_PREFIX) else None
             options = parse_options(query)
         except BadRequest as error:
-            parts = build_response(
-                state.common_headers, 400, (str(error) + "\n").encode(), TEXT_TYPE,
-                head_only=head_only, chunked=False,
-                delay_header=ZERO_DELAY_HEADER, connection_header=connection_header,
-            )
-            self._enqueue(_PendingResponse(parts, ready=True, close=not keep_alive, counted=True), delay=0.0)
+            self._enqueue_bad_request(error, head_only, keep_alive, connection_header)
             return
         if fault is None and state.fault_mix:
             fault = state.faults.draw()
@@ -423,6 +528,36 @@ class TargetProtocol(asyncio.Protocol):
         )
         self._enqueue(_PendingResponse(parts, ready=delay <= 0, close=close, counted=True), delay)
 
+    def _answer_shop(self, method: bytes, path: bytes, query: bytes, body: bytes | None, *, head_only: bool,
+                     close: bool, connection_header: bytes) -> None:
+        """A shop route: JSON from :class:`Shop`, delayed like any answer (``?delay=`` or the seeded draw)."""
+        state = self._state
+        try:
+            options = parse_options(query)
+        except BadRequest as error:
+            self._enqueue_bad_request(error, head_only, not close, connection_header)
+            return
+        status, payload, extra_headers = state.shop.handle(
+            b"GET" if head_only else method, path, self._headers, body
+        )
+        delay = options.delay if options.delay is not None else state.draw_delay()
+        parts = build_response(
+            state.common_headers, status, payload, JSON_TYPE,
+            head_only=head_only, chunked=False,
+            delay_header=delay_header(delay), connection_header=connection_header,
+            extra_headers=extra_headers,
+        )
+        self._enqueue(_PendingResponse(parts, ready=delay <= 0, close=close, counted=True), delay)
+
+    def _enqueue_bad_request(self, error: BadRequest, head_only: bool, keep_alive: bool,
+                             connection_header: bytes) -> None:
+        parts = build_response(
+            self._state.common_headers, 400, (str(error) + "\n").encode(), TEXT_TYPE,
+            head_only=head_only, chunked=False,
+            delay_header=ZERO_DELAY_HEADER, connection_header=connection_header,
+        )
+        self._enqueue(_PendingResponse(parts, ready=True, close=not keep_alive, counted=True), delay=0.0)
+
     def _enqueue(self, pending: _PendingResponse, delay: float) -> None:
         if pending.ready and not self._pending:
             self._write(pending)
@@ -449,6 +584,8 @@ class TargetProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return True
+        # Plain requests of this read that came before this one go first.
+        self._write_hits()
         state = self._state
         if pending.fault is not None:
             state.requests += 1

@@ -27,10 +27,12 @@ import asyncio
 import errno
 import ipaddress
 import socket
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from ...plan import Plan, RequestPlan
-from ..base import TransportError, open_channel
+from ...secrets import basic_authorization, url_credentials, with_authorization
+from ..base import TransportError, describe, open_channel
 from .encoding import Encoded, FastEngineUnsupported
 from .protocol import _CheckedConnection, _Connection, _error_class_for_connect
 
@@ -216,7 +218,7 @@ class FastTransport:
         except TransportError:
             raise
         except (OSError, asyncio.TimeoutError) as exc:
-            raise TransportError(_error_class_for_connect(exc), str(exc) or type(exc).__name__) from None
+            raise TransportError(_error_class_for_connect(exc), describe(exc)) from None
         self._conn = conn
         return conn
 
@@ -245,6 +247,10 @@ class FastEngine:
     name = "fast"
 
     def __init__(self, plan: Plan, base_url: str):
+        # Plans from the compiler carry URL credentials as a header already; a bare URL gets the same treatment.
+        base_url, user, password = url_credentials(base_url)
+        if user is not None:
+            plan = replace(plan, flow=with_authorization(plan.flow, basic_authorization(user, password)))
         reason = unsupported_reason(plan, base_url)
         if reason is not None:
             raise FastEngineUnsupported(
@@ -252,8 +258,6 @@ class FastEngine:
             )
         base = base_url.rstrip("/")
         parts = urlsplit(base)
-        if parts.username is not None or parts.password is not None:
-            raise FastEngineUnsupported("the fast engine does not support credentials in the target URL")
         host = parts.hostname
         if not host:
             raise FastEngineUnsupported(f"the target URL has no host: {base_url!r}")
@@ -320,7 +324,7 @@ class FastEngine:
                 opening.cancel()
         for conn in list(self._connections):
             if conn.waiter is not None:
-                conn.fail("other")
+                conn.fail("other", "the engine was closed with the request in flight")
             conn.close()
         self._connections.clear()
 
@@ -393,7 +397,7 @@ class FastEngine:
             # aiohttp counts time spent resolving against the connection, too.
             raise TransportError("connect_timeout", f"resolving {self.host} timed out") from None
         except (socket.gaierror, UnicodeError) as exc:
-            raise TransportError("dns", str(exc)) from None
+            raise TransportError("dns", describe(exc)) from None
 
     async def _resolve(self, loop: asyncio.AbstractEventLoop) -> list:
         infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from ..base import TransportError
+from ..base import TransportError, describe
 
 if TYPE_CHECKING:
     from .encoding import Encoded
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.ENOBUFS})
 _RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
-_UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+_UNREACHABLE_ERRNOS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH})
 
 _new_parser = httptools.HttpResponseParser
 _ParserError = httptools.HttpParserError
@@ -42,8 +42,10 @@ def _error_class_for_connect(exc: BaseException) -> str:
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return "connect_timeout"
     code = getattr(exc, "errno", None)
-    if code in _UNREACHABLE_ERRNOS:
+    if code == errno.ECONNREFUSED:
         return "connect_refused"
+    if code in _UNREACHABLE_ERRNOS:
+        return "unreachable"
     if code in _RESOURCE_ERRNOS:
         return "client_resource"
     if code == errno.ETIMEDOUT:
@@ -56,6 +58,8 @@ def _error_class_for_lost(exc: BaseException) -> str:
     code = getattr(exc, "errno", None)
     if code in _RESET_ERRNOS:
         return "reset"
+    if code in _UNREACHABLE_ERRNOS:  # an ICMP error ended the connection: the route went away
+        return "unreachable"
     if code in _RESOURCE_ERRNOS:
         return "client_resource"
     if isinstance(exc, OSError):
@@ -255,7 +259,7 @@ class _Connection(asyncio.BufferedProtocol):
         except _ParserUpgrade:
             self._upgraded()
         except _ParserCallbackError as exc:
-            self.fail("other", f"fast engine callback error: {exc.__context__!r}")
+            self.fail("other", f"fast engine callback error: {describe(exc.__context__ or exc)}")
         except _ParserError as exc:
             self.fail("protocol_error", str(exc))
 
@@ -285,9 +289,9 @@ class _Connection(asyncio.BufferedProtocol):
             if exc is None:
                 error = TransportError("closed_early", "the server closed the connection without answering")
             else:
-                error = TransportError(_error_class_for_lost(exc), str(exc))
+                error = TransportError(_error_class_for_lost(exc), describe(exc))
         elif exc is not None:
-            error = TransportError(_error_class_for_lost(exc), str(exc))
+            error = TransportError(_error_class_for_lost(exc), describe(exc))
         elif _ended_by_eof(self.head_chunks):
             self._completed_by_eof(waiter)
             return

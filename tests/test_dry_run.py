@@ -1,0 +1,272 @@
+"""The dry run (``runner plan FILE``, ``runner run --dry-run FILE``) sends nothing and predicts right.
+
+"Sends nothing" is checked twice: a loopback server that counts requests sees
+none, and a Python audit hook sees no socket connect or bind and no child
+process -- with a real run under the same hook as the proof that the hook
+would have seen them. "Predicts right" compares the numbers with ones derived
+by hand from the arrival formula and the even split, and with what a real
+run then actually schedules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from runner.cli import main
+from runner.compile import compile_scenario
+from runner.describe import CHART_WIDTH, outline
+from runner.loader import load_scenario
+
+from .conftest import REPO, write_scenario
+
+#: Audit events that would mean the dry run reached for the network or started a process.
+_WATCHED_EVENTS = {"socket.connect", "socket.bind", "subprocess.Popen", "os.fork", "os.posix_spawn", "os.exec"}
+_recorded: list[str] | None = None
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _recorded is not None and event in _WATCHED_EVENTS:
+        _recorded.append(event)
+
+
+sys.addaudithook(_audit)  # hooks cannot be removed; it records only inside side_effects()
+
+
+@contextlib.contextmanager
+def side_effects():
+    """Collect the watched audit events raised in this process while the block runs."""
+    global _recorded
+    events: list[str] = []
+    _recorded = events
+    try:
+        yield events
+    finally:
+        _recorded = None
+
+
+MIXED = """\
+version: 1
+name: mixed
+target: {target}
+flow:
+  - name: home
+    path: /page/{{seq}}
+stages:
+  - {{name: warm, requests: 10001, concurrency: 7}}
+  - {{name: soak, duration: 30s, concurrency: {{from: 10, to: 50}}}}
+  - {{name: steady, rate: 2000/s, duration: 10s}}
+  - {{name: ramp, rate: {{from: 200/s, to: 1000/s}}, duration: 5s, max_in_flight: 300}}
+  - {{name: capped, rate: 100/s, duration: 10s, requests: 250}}
+  - {{name: burst, rate: 20000/s, requests: 5000}}
+"""
+
+
+def plan_of(tmp_path, text: str, *overrides: str):
+    path = write_scenario(tmp_path, text)
+    return compile_scenario(load_scenario(path, overrides=list(overrides)), path)
+
+
+def dry_run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# -- it sends nothing ----------------------------------------------------------------
+
+
+def test_nothing_reaches_the_target(tmp_path, capsys, counting_server):
+    scenario = write_scenario(tmp_path, MIXED.format(target="http://127.0.0.1:9"))
+    with side_effects() as events:
+        code, out, _ = dry_run(capsys, "plan", str(scenario), "--target", counting_server.url)
+        run_code, run_out, _ = dry_run(capsys, "run", "--dry-run", str(scenario), "--target", counting_server.url,
+                                       "--set", "workers=2")
+    assert (code, run_code) == (0, 0)
+    assert f"target:   {counting_server.url}" in out and "nothing was sent" in run_out
+    assert counting_server.counter["__all__"] == 0
+    assert events == []
+
+    # The same checks notice a real run: the server counts it and the hook sees the connections.
+    small = write_scenario(tmp_path, f"version: 1\nname: real\ntarget: {counting_server.url}\n"
+                                     "flow: [{path: /}]\nstages: [{requests: 3, concurrency: 1}]\n", "real.yaml")
+    with side_effects() as events:
+        assert main(["run", str(small), "--quiet"]) == 0
+    assert counting_server.counter["__all__"] == 3
+    assert "socket.connect" in events
+
+
+def test_the_builtin_target_is_not_started(tmp_path, capsys):
+    scenario = write_scenario(tmp_path, "version: 1\nname: b\ntarget: builtin\n"
+                                        "flow: [{path: /}]\nstages: [{requests: 5, concurrency: 1}]\n")
+    with side_effects() as events:
+        code, out, _ = dry_run(capsys, "plan", str(scenario))
+    assert code == 0 and events == []
+    assert "builtin (runner's own server, started on a free loopback port by the run)" in out
+
+    with side_effects() as events:  # the hook does see a real run start the built-in target
+        assert main(["run", str(scenario), "--quiet"]) == 0
+    assert "subprocess.Popen" in events
+
+
+# -- the numbers -----------------------------------------------------------------------
+
+
+def test_numbers_per_stage(tmp_path):
+    plan = plan_of(tmp_path, MIXED.format(target="http://127.0.0.1:9"))
+    warm, soak, steady, ramp, capped, burst = outline(plan).stages
+
+    # closed, by count: exact requests, length up to the server
+    assert (warm.model, warm.requests, warm.duration_s, warm.connections) == ("closed", 10001, None, 7)
+    # closed ramp by time: the count is up to the server, the length is not
+    assert (soak.requests, soak.duration_s, soak.connections) == (None, 30.0, 50)
+    # open, constant: R * D arrivals over D seconds, one connection per in-flight slot (default 1000)
+    assert (steady.model, steady.requests, steady.duration_s, steady.connections) == ("open", 20_000, 10.0, 1000)
+    assert steady.rate_samples == ((0.0, 2000.0),)
+    # open ramp: N(D) = r0*D + (r1 - r0)*D/2 = 200*5 + 800*5/2; the rate climbs on a straight line
+    assert (ramp.requests, ramp.duration_s, ramp.connections) == (3000, 5.0, 300)
+    assert ramp.rate_samples == ((0.0, 200.0), (1.25, 400.0), (2.5, 600.0), (3.75, 800.0), (5.0, 1000.0))
+    # open, capped by requests: 250 arrivals at 100/s are all due within 2.5 s of the 10 s
+    assert (capped.requests, capped.duration_s) == (250, 2.5)
+    # open without a duration: 5000 arrivals at 20000/s take a quarter of a second
+    assert (burst.requests, burst.duration_s) == (5000, 0.25)
+    assert outline(plan).peak_connections == 1000
+
+
+def test_numbers_per_worker_process(tmp_path):
+    plan = plan_of(tmp_path, MIXED.format(target="http://127.0.0.1:9"), "workers=3")
+    warm, soak, steady, ramp, capped, burst = outline(plan).stages
+    shares = lambda stage: [(p.requests, p.connections) for p in stage.processes]  # noqa: E731
+    # closed: even shares that differ by at most one and add up: 10001 = 3334 + 3334 + 3333; 7 = 3 + 2 + 2
+    assert shares(warm) == [(3334, 3), (3334, 2), (3333, 2)]
+    assert shares(soak) == [(None, 17), (None, 17), (None, 16)]
+    # open: every third arrival of one timeline; in-flight slots rounded up per process
+    assert shares(steady) == [(6667, 334), (6667, 334), (6666, 334)]
+    assert steady.connections == 3 * 334
+    assert shares(ramp) == [(1000, 100)] * 3
+    assert shares(capped) == [(84, 334), (83, 334), (83, 334)]
+    assert sum(p.requests for p in burst.processes) == 5000
+
+
+def test_predictions_match_what_a_real_run_schedules(tmp_path, builtin_target):
+    text = f"""\
+version: 1
+name: predicted
+target: {builtin_target.url}
+workers: 2
+flow: [{{path: /}}]
+stages:
+  - {{name: closed, requests: 301, concurrency: 3}}
+  - {{name: ramp, rate: {{from: 100/s, to: 300/s}}, duration: 1s}}
+  - {{name: capped, rate: 400/s, requests: 150}}
+"""
+    predicted = outline(plan_of(tmp_path, text)).stages
+    scenario = write_scenario(tmp_path, text, "run.yaml")
+    out = tmp_path / "run.json"
+    builtin_target.reset()
+    assert main(["run", str(scenario), "--quiet", "--out", f"json={out}"]) == 0
+    stages = orjson.loads(out.read_bytes())["stages"]
+    assert [s.requests for s in predicted] == [301, 200, 150]
+    assert stages[0]["requests"] == predicted[0].requests
+    for stage, prediction in zip(stages[1:], predicted[1:]):
+        assert stage["rate"]["scheduled"] == prediction.requests
+    assert builtin_target.stats() == sum(s["requests"] for s in stages)
+
+
+# -- the text -------------------------------------------------------------------------
+
+
+def chart_bars(out: str) -> dict[str, list[int]]:
+    """Stage name -> bar lengths of its rows in the rate chart."""
+    bars: dict[str, list[int]] = {}
+    for line in out.split("arrival rate over time:\n", 1)[1].splitlines():
+        match = re.match(r"  (\S+) +\+\S+  (#*) +[\d,.]+/s", line)
+        if match:
+            bars.setdefault(match.group(1), []).append(len(match.group(2)))
+    return bars
+
+
+def test_the_report_shows_counts_durations_and_a_rate_chart(tmp_path, capsys):
+    scenario = write_scenario(tmp_path, MIXED.format(target="http://127.0.0.1:9"))
+    code, out, _ = dry_run(capsys, "plan", str(scenario))
+    assert code == 0
+    for expected in ("10,001 requests", "as many requests as the server answers in 30s", "20,000 arrivals",
+                     "3,000 arrivals", "250 arrivals", "5,000 arrivals", "5s of arrivals", "250ms of arrivals",
+                     "10 -> 50 workers", "200/s -> 1,000/s, at most 300 in flight",
+                     "total:       38,251 requests + what stage soak sends",
+                     "duration:    about 47.8s + however long stage warm takes",
+                     "connections: at most 1,000 at once (1,000 per process: needs 1,064 open files)"):
+        assert expected in out, expected
+    assert out.count("  data:        none") == 6  # one place per stage where data files will be listed
+    # bars are scaled to the run's peak: 20000/s is the full width, 2000/s a tenth of it
+    bars = chart_bars(out)
+    # (200/s is a hundredth of the width: every non-zero rate still gets one mark)
+    assert bars == {"steady": [CHART_WIDTH // 10], "ramp": [1, 1, 1, 2, 2], "capped": [1], "burst": [CHART_WIDTH]}
+    assert "warm" in out.split("arrival rate over time:")[1]  # closed stages keep their place in time
+
+
+def test_a_typo_meant_rate_stands_out(tmp_path, capsys):
+    # 20000/s where 2000/s was meant: ten times the arrivals and a full-width bar next to a short one
+    text = ("version: 1\nname: typo\ntarget: http://127.0.0.1:9\nflow: [{path: /}]\n"
+            "stages: [{name: warm, rate: 2000/s, duration: 1m}, {name: main, rate: 20000/s, duration: 1m}]\n")
+    code, out, _ = dry_run(capsys, "plan", str(write_scenario(tmp_path, text)))
+    assert code == 0
+    assert "120,000 arrivals" in out and "1,200,000 arrivals" in out
+    assert chart_bars(out) == {"warm": [CHART_WIDTH // 10], "main": [CHART_WIDTH]}
+
+
+# -- the command line -------------------------------------------------------------------
+
+
+def test_overrides_apply_as_for_run(tmp_path, capsys):
+    scenario = write_scenario(tmp_path, MIXED.format(target="builtin"))
+    code, out, _ = dry_run(capsys, "plan", str(scenario), "--set", "stages.0.requests=50",
+                           "--set", "workers=2", "--target", "http://127.0.0.1:8081", "--out", "json=r/x.json")
+    assert code == 0
+    assert "target:   http://127.0.0.1:8081" in out and "workers:  2 processes" in out
+    assert "process 1: 25 requests, 4 workers; process 2: 25 requests, 3 workers" in out
+    assert "reports:  json -> r/x.json" in out
+    assert not (tmp_path / "r").exists() and not os.path.exists("r/x.json")  # nothing written
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "stages.0.requests=-1"], "must be > 0"),
+    (["--set", "stages.0.concurency=4"], "did you mean 'concurrency'"),
+    (["--target", "ftp://example.invalid"], "target must be 'builtin' or an http(s) URL"),
+    (["--out", "nosuch=x"], "unknown reporter 'nosuch'"),
+])
+def test_an_invalid_scenario_or_flag_exits_2(tmp_path, capsys, argv, message):
+    scenario = write_scenario(tmp_path, MIXED.format(target="builtin"))
+    for command in (["plan", str(scenario)], ["run", "--dry-run", str(scenario)]):
+        code, out, err = dry_run(capsys, *command, *argv)
+        assert code == 2 and message in err and out == ""
+
+
+def test_secret_values_are_not_printed(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RUNNER_DRY_RUN_KEY", "hunter2-secret-value")
+    text = ("version: 1\nname: s\ntarget: http://127.0.0.1:9\n"
+            "flow: [{path: '/x?key=${env:RUNNER_DRY_RUN_KEY}', headers: {X-Key: '${env:RUNNER_DRY_RUN_KEY}'}}]\n"
+            "stages: [{requests: 1, concurrency: 1}]\n")
+    scenario = write_scenario(tmp_path, text)
+    code, out, _ = dry_run(capsys, "plan", str(scenario))
+    assert code == 0 and "hunter2" not in out and "${env:RUNNER_DRY_RUN_KEY}" in out
+    monkeypatch.delenv("RUNNER_DRY_RUN_KEY")
+    code, out, err = dry_run(capsys, "plan", str(scenario))  # a missing secret is caught before any run
+    assert code == 2 and "RUNNER_DRY_RUN_KEY" in err
+
+
+def test_the_installed_command(tmp_path):
+    good = write_scenario(tmp_path, MIXED.format(target="builtin"))
+    bad = write_scenario(tmp_path, "version: 1\nname: bad\ntarget: builtin\nflow: []\nstages: []\n", "bad.yaml")
+    done = subprocess.run([sys.executable, "-m", "runner", "run", "--dry-run", str(good)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0 and "stage 6: burst (open model)" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "runner", "plan", str(bad)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 2 and "bad.yaml" in done.stderr and done.stdout == ""
