@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                    "report": _cmd_report, "compare": _cmd_compare, "plan": _cmd_plan}
         return handler[args.command](args)
     except RunnerError as exc:
+        trace = getattr(exc, "trace", None)  # a worker process's own traceback (see runner.launch.WorkerFailed)
+        if trace:
+            print(trace, file=sys.stderr, end="" if trace.endswith("\n") else "\n")
         print(f"runner: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -118,9 +121,6 @@ def main(argv: list[str] | None = None) -> int:
         print("runner: internal error (this is a bug in runner; please report it with the trace above)",
               file=sys.stderr)
         return EXIT_INTERNAL
-        trace = getattr(exc, "trace", None)  # a worker process's own traceback (see runner.launch.WorkerFailed)
-        if trace:
-            print(trace, file=sys.stderr, end="" if trace.endswith("\n") else "\n")
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
