@@ -390,11 +390,14 @@ def _threshold_problems(data: dict, marked: _Marked, source: str) -> list[Proble
 
     stages = [(stage.get("name") if isinstance(stage, dict) else None) or f"stage-{i + 1}"
               for i, stage in enumerate(data.get("stages") or [] if isinstance(data.get("stages"), list) else [])]
+    from .flowcheck import _flows
+
     requests = []
-    for request in data.get("flow") if isinstance(data.get("flow"), list) else []:
-        if isinstance(request, dict):
-            method = str(request.get("method", "GET")).upper()
-            requests.append(request.get("name") or f"{method} {request.get('path', '/')}")
+    for _, steps in _flows(data):
+        for _, request in steps:
+            if isinstance(request, dict) and "think" not in request:
+                method = str(request.get("method", "GET")).upper()
+                requests.append(request.get("name") or f"{method} {request.get('path', '/')}")
     problems = []
     thresholds = data.get("thresholds")
     for index, text in enumerate(thresholds if isinstance(thresholds, list) else []):

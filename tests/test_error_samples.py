@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from runner.cli import main
+from runner.templates import Template
 from runner.compile import compile_scenario
 from runner.engines import TransportError
 from runner.loader import load_scenario
@@ -70,11 +71,11 @@ def test_success_records_no_sample_and_merges_stay_bounded_and_ordered():
 # -- through the executor, on real engines ------------------------------------------------------
 
 
-def render_or_fail(seq: int, worker: int) -> str:
+def render_or_fail(user) -> str:
     """Every third path cannot be rendered: an exception no engine expects, raised inside send."""
-    if seq % 3 == 2:
-        raise LookupError(f"no page for seq {seq}")
-    return f"/page/{seq}"
+    if user.seq % 3 == 2:
+        raise LookupError(f"no page for seq {user.seq}")
+    return f"/page/{user.seq}"
 
 
 @pytest.mark.parametrize("engine", ["fast", "aiohttp"])
@@ -89,7 +90,7 @@ flow: [{{path: "/page/{{seq}}"}}]
 stages: [{stage}]
 """)
     plan = compile_scenario(load_scenario(file), file)
-    request = dataclasses.replace(plan.flow[0], render_path=render_or_fail)
+    request = dataclasses.replace(plan.flow[0], target=Template("/page/{seq}", (render_or_fail,)), is_static=False)
     totals, _ = run_plan(dataclasses.replace(plan, flow=(request,)), builtin_target.url)
     assert totals.errors == {"other": 10} and totals.ok == 20
     samples = totals.error_samples["other"]

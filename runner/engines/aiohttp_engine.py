@@ -198,6 +198,7 @@ class AiohttpEngine:
 
     def __init__(self, plan: Plan, base_url: str):
         self.base_url = base_url.rstrip("/")
+        self.flow = plan.flow
         self.headers = [dict(r.headers) for r in plan.flow]
         self.timeouts = [_timeout(r) for r in plan.flow]
         connector = aiohttp.TCPConnector(
@@ -218,6 +219,7 @@ class AiohttpEngine:
 
     async def exchange(self, request: RequestPlan, user) -> tuple[int, int, dict | None, bytes | None]:
         """Send ``request`` rendered for ``user``; (status, body bytes, captured headers, captured body)."""
+        request = self.flow[request.index]  # the engine's plan is the authority (it may add headers)
         url = self.base_url + request.target.render(user)
         headers = self.headers[request.index]
         if request.header_templates or request.send_cookies:

@@ -88,7 +88,7 @@ class FastTransport:
             try:
                 data = encoded.render(user)
             except Exception as exc:  # a template that cannot render for this user: count, never crash
-                self._loop.call_soon(user.on_failure, "other", f"rendering the request failed: {exc!r}")
+                self._loop.call_soon(user.on_failure, "other", describe(exc))
                 return
         self.pending = True
         self.captured = None
