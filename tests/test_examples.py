@@ -18,6 +18,7 @@ SMALL = {
     "faults": ["--set", "stages.0.requests=100"],
     "ci-gate": ["--set", "stages.1.duration=2s"],
     "multi-core": ["--set", "stages.0.requests=2000", "--set", "stages.1.duration=1s", "--set", "workers=2"],
+    "login-flow": ["--set", "stages.0.duration=1s", "--set", "stages.0.concurrency=5"],
 }
 
 

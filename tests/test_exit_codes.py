@@ -138,7 +138,7 @@ def test_bug_in_a_worker_exits_70_with_the_workers_trace(tmp_path, builtin_targe
     assert "EOFError" not in err
     # the worker's own trace, printed once by the parent, down to the frame that raised
     assert err.count("Traceback (most recent call last)") == 1
-    assert re.search(r'runner/engines/fast\.py", line \d+, in __init__', err)
+    assert re.search(r'runner/engines/fast/engine\.py", line \d+, in __init__', err)
     assert "ValueError: plan.flow indexes must be 0..n-1 in order" in err
     assert "runner-worker-" in err and "internal error" in err
 

@@ -430,7 +430,7 @@ def test_capture_of_repeated_headers_and_failures(tmp_path, engine):
         results = send_once(plan, server.url, requests=2)
     for result, (headers, body) in results:
         assert result == (200, 11) and body == b"hello"
-        assert headers == {"set-cookie": "a=1, b=2", "x-mixed-case": "Yes", "content-length": "11"}
+        assert headers == {"set-cookie": "a=1\nb=2", "x-mixed-case": "Yes", "content-length": "11"}
 
     # A failed send leaves nothing captured; a plan without captures never captures.
     with socket.socket() as probe:

@@ -201,9 +201,11 @@ stages:
     # so the two processes' shares were disjoint and complete.
     assert closed["requests"] == closed_requests
     assert opened["rate"]["scheduled"] == rate * seconds and opened["dropped"] == 0
+    # an arrival runs one iteration of the flow: both of its requests
+    assert opened["requests"] == 2 * rate * seconds and opened["by_flow"][0]["iterations"] == rate * seconds
     seen = Counter(int(path.split("/")[2]) for path, n in counting_server.counter.items()
                    if path != "__all__" for _ in range(n))
-    assert seen == Counter(range(closed_requests)) + Counter(range(rate * seconds))
+    assert seen == Counter(range(closed_requests)) + Counter(range(2 * rate * seconds))
     by_name = {block["name"]: block["requests"] for block in result["by_request"]}
     assert by_name == {name: sum(n for path, n in counting_server.counter.items() if path.startswith(f"/{name}/"))
                        for name in ("a", "b")}
