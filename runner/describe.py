@@ -12,12 +12,13 @@ or reads a clock.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .limits import FD_HEADROOM
 from .pacing import ArrivalTimeline
-from .plan import Plan, StagePlan
+from .plan import FlowPlan, Plan, RequestPlan, StagePlan, ThinkPlan
 from .sharding import share
+from .vu import weighted_cycle
 
 #: Width of the longest bar of the rate chart, in characters.
 CHART_WIDTH = 40
@@ -54,7 +55,51 @@ class StageOutline:
     connections: int
     processes: tuple[ProcessShare, ...]
     rate_samples: tuple[tuple[float, float], ...]  # open model: (seconds into the stage, arrivals per second)
-    data_rows: tuple[str, ...] = ()
+    data_rows: tuple[str, ...] = ()  # one line per data table a flow reads (see DataUse.text)
+    data: tuple["DataUse", ...] = ()
+    flow_mix: tuple[tuple[str, int], ...] = ()  # (flow, virtual users (closed) or arrivals (open) running it)
+
+
+@dataclass(frozen=True, slots=True)
+class DataUse:
+    """How one stage draws from one data table, as far as the plan alone tells.
+
+    ``need`` is how many virtual users (``per: vu``) or iterations (``per:
+    iteration``) have needed a row by the end of the stage, run so far;
+    ``rows`` how many rows this stage draws and ``total`` how many the run
+    has drawn by its end (a ``unique`` table gives each row once, so these
+    stop at its size, per worker process). ``short`` is how many of ``need``
+    find no row left (unique only): those users stop. Counts are None when
+    they depend on the server's speed (``per: iteration`` in a stage bound by
+    duration alone) and upper bounds unless ``exact`` (the open model may need
+    fewer users than in-flight slots; iterations cut short by a failed capture
+    would draw more often than counted).
+    """
+
+    table: str
+    mode: str
+    per: str
+    size: int  # rows in the table
+    need: int | None
+    rows: int | None
+    total: int | None
+    exact: bool
+    short: int
+    text: str
+    warning: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowOutline:
+    """One flow as a journey: its weight and its steps as short lines (``POST /login -> token``)."""
+
+    name: str
+    weight: int
+    share: float  # fraction of virtual users (closed) or arrivals (open)
+    once: tuple[str, ...]
+    steps: tuple[str, ...]
+    reads: tuple[str, ...]  # data tables its templates use, "users (one row per virtual user)"
+    names: tuple[str, ...] = ()  # per step of once + steps: the name the scenario gave it, or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +115,15 @@ class PlanOutline:
     stages: tuple[StageOutline, ...]
     outputs: tuple[tuple[str, str], ...]
     thresholds: int
+    flows: tuple[FlowOutline, ...] = ()
+    data: tuple[str, ...] = ()  # DataTable.describe() of each table
+    share_of: str = "virtual users"  # what a flow's weight divides: virtual users, arrivals or both
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Problems worth reading before sending: ``stage NAME: ...`` for each."""
+        return tuple(f"stage {stage.name}: {use.warning}" for stage in self.stages for use in stage.data
+                     if use.warning)
 
     @property
     def total_requests(self) -> int | None:
@@ -102,6 +156,11 @@ def outline(plan: Plan, outputs: tuple[tuple[str, str], ...] | None = None) -> P
     engine_class, reason = select_engine(plan, plan.target_url)
     engine_name = engine_class.__name__.removesuffix("Engine").lower()
     shares = [share(plan, part, plan.workers) for part in range(plan.workers)]
+    per_process = [[p.stages[stage.index] for p in shares] for stage in plan.stages]
+    stages = [_stage_outline(stage, parts) for stage, parts in zip(plan.stages, per_process)]
+    mixes = _flow_mixes(plan, per_process)
+    uses = _DataLedger(plan, mixes).stages(per_process)
+    models = {stage.model for stage in plan.stages}
     return PlanOutline(
         scenario=plan.scenario_name,
         source=plan.source,
@@ -109,9 +168,16 @@ def outline(plan: Plan, outputs: tuple[tuple[str, str], ...] | None = None) -> P
         engine=f"{engine_name} ({reason})",
         workers=plan.workers,
         flow=tuple(f"{request.method} {request.path_template}" for request in plan.flow),
-        stages=tuple(_stage_outline(stage, [p.stages[stage.index] for p in shares]) for stage in plan.stages),
+        stages=tuple(replace(stage, data=use, data_rows=tuple(u.text for u in use),
+                             flow_mix=_mix_line(plan, mix))
+                     for stage, use, mix in zip(stages, uses, mixes)),
         outputs=tuple(plan.outputs if outputs is None else outputs),
         thresholds=len(plan.thresholds),
+        flows=_flow_outlines(plan),
+        data=tuple(table.describe() + ("" if any(_reads(flow, index) for flow in plan.flow_plans())
+                                        else " (no flow reads it)") for index, table in enumerate(plan.data)),
+        share_of=" and ".join(noun for model, noun in (("closed", "virtual users"), ("open", "arrivals"))
+                              if model in models),
     )
 
 
@@ -129,7 +195,7 @@ def _closed_stage(stage: StagePlan, process_stages: list[StagePlan]) -> StageOut
         name=stage.name, model="closed", load=_closed_load(stage), requests=stage.requests,
         requests_capped=stage.requests is not None and stage.duration_s is not None,
         duration_s=stage.duration_s, grace_s=stage.grace_s, connections=stage.concurrency,
-        processes=processes, rate_samples=(), data_rows=_data_rows(stage),
+        processes=processes, rate_samples=(),
     )
 
 
@@ -143,7 +209,7 @@ def _open_stage(stage: StagePlan, process_stages: list[StagePlan]) -> StageOutli
     return StageOutline(
         name=stage.name, model="open", load=_open_load(stage), requests=arrivals, requests_capped=False,
         duration_s=window_s, grace_s=stage.grace_s, connections=sum(p.connections for p in processes),
-        processes=processes, rate_samples=_rate_samples(timeline, window_s), data_rows=_data_rows(stage),
+        processes=processes, rate_samples=_rate_samples(timeline, window_s),
     )
 
 
@@ -161,17 +227,323 @@ def _rate_samples(timeline: ArrivalTimeline, window_s: float) -> tuple[tuple[flo
     return tuple((t, timeline.rate_at(t)) for t in times)
 
 
-def _data_rows(stage: StagePlan) -> tuple[str, ...]:
-    """The data rows a stage will use, one line per data table.
+# -- flows and data rows -----------------------------------------------------------------------
+#
+# Which flow a virtual user or an arrival runs, and so which data tables it
+# draws from, follows from arithmetic the run itself does (runner.vu.weighted_cycle
+# over user numbers and arrival counters), so the counts below are worked out,
+# not sampled. Rows are drawn per worker process -- each has its own cursor and,
+# in unique mode, only its own share of the rows -- so every count is kept per
+# process and added up at the end: a total that fits can still leave one
+# process short.
 
-    Scenarios cannot name data files yet, so there is nothing to list. When
-    plans carry data tables, this is the one place that says, per table, its
-    file, its row count and how many rows this stage takes (and whether a
-    ``unique`` table runs out before the stage ends); the renderer already
-    prints whatever is returned here.
+
+def _flow_counts(count: int, start: int, step: int, cycle: tuple[int, ...], flows: int) -> list[int]:
+    """How many of the positions ``start``, ``start + step``, ... (``count`` of them) run each flow.
+
+    Virtual user ``n`` (closed model) and a process's ``n``-th arrival (open
+    model) run flow ``cycle[n % len(cycle)]``. That pattern repeats within
+    ``len(cycle)`` positions, so one period is counted and multiplied: a
+    mistyped million users costs no more to describe than ten.
     """
-    return ()
+    counts = [0] * flows
+    if count <= 0:
+        return counts
+    length = len(cycle)
+    period = length // math.gcd(step, length)
+    full, rest = divmod(count, period)
+    for i in range(min(count, period)):
+        counts[cycle[(start + i * step) % length]] += full + (1 if i < rest else 0)
+    return counts
 
+
+def _flow_mixes(plan: Plan, per_process: list[list[StagePlan]]) -> list[list[list[int]]]:
+    """Per stage and process: the virtual users (closed) or arrivals (open) running each flow."""
+    flows = plan.flow_plans()
+    cycle = weighted_cycle(flows)
+    mixes = []
+    for stage, parts in zip(plan.stages, per_process):
+        if stage.model == "open":
+            arrivals = arrival_count(stage)
+            mixes.append([_flow_counts(len(range(part.seq_offset, arrivals, part.seq_step)), 0, 1, cycle,
+                                       len(flows)) for part in parts])
+        else:  # users are numbered local * processes + process; a ramp reaches its larger end
+            mixes.append([_flow_counts(max(part.concurrency_start, part.concurrency_end), k, len(parts), cycle,
+                                       len(flows)) for k, part in enumerate(parts)])
+    return mixes
+
+
+def _mix_line(plan: Plan, mix: list[list[int]]) -> tuple[tuple[str, int], ...]:
+    """(flow, users or arrivals) for a stage, when there is more than one flow to tell apart."""
+    flows = plan.flow_plans()
+    if len(flows) < 2:
+        return ()
+    return tuple((flow.name, sum(counts[flow.index] for counts in mix)) for flow in flows)
+
+
+def _reads(flow: FlowPlan, table: int) -> bool:
+    return table in flow.data_per_user or table in flow.data_per_iteration
+
+
+def _starts_with_request(flow: FlowPlan) -> bool:
+    """True when each iteration's first step sends, so a user that draws a row also takes a request."""
+    first = (flow.once or flow.steps)[0]
+    return isinstance(first, RequestPlan) and isinstance(flow.steps[0], RequestPlan)
+
+
+class _DataLedger:
+    """Rows each data table gives out, stage after stage, counted per worker process.
+
+    ``per: vu``: a virtual user draws once, the first time it runs a flow that
+    reads the table, and keeps the row for the rest of the run, also in later
+    stages. Each process's users are a prefix of its pool (``executor.users``),
+    so the users that may hold a row are described by two prefix lengths: the
+    open model may hand any flow to any of its first ``slots`` users, the
+    closed model gives user ``n`` always the same flow. ``per: iteration``:
+    one row per iteration, which is known from arrivals (open) or bounded by
+    the requests a stage may send (closed); a stage bound only by duration
+    runs as many as the server allows.
+    """
+
+    def __init__(self, plan: Plan, mixes: list[list[list[int]]]):
+        self.plan = plan
+        self.flows = plan.flow_plans()
+        self.cycle = weighted_cycle(self.flows)
+        self.mixes = mixes
+        self.processes = plan.workers
+
+    def stages(self, per_process: list[list[StagePlan]]) -> list[tuple[DataUse, ...]]:
+        """For each stage, one :class:`DataUse` per data table that some flow reads."""
+        columns = []
+        for index, table in enumerate(self.plan.data):
+            readers = [flow for flow in self.flows if _reads(flow, index)]
+            if not readers:
+                columns.append([None] * len(self.plan.stages))
+            elif table.per == "vu":
+                columns.append(self._per_user(table, readers, per_process))
+            else:
+                columns.append(self._per_iteration(table, readers, per_process))
+        return [tuple(column[i] for column in columns if column[i] is not None) for i in range(len(self.plan.stages))]
+
+    def _matching(self, process: int, low: int, high: int, readers: list[FlowPlan]) -> int:
+        """Users ``low`` up to ``high`` of a process's pool whose (closed-model) flow reads the table."""
+        if high <= low:
+            return 0
+        counts = _flow_counts(high - low, low * self.processes + process, self.processes, self.cycle,
+                              len(self.flows))
+        return sum(counts[flow.index] for flow in readers)
+
+    def _shares(self, table) -> list[int]:
+        return [table.share(k, self.processes) for k in range(self.processes)]
+
+    def _per_user(self, table, readers: list[FlowPlan], per_process: list[list[StagePlan]]) -> list[DataUse]:
+        processes = self.processes
+        shares = self._shares(table)
+        unique = table.mode == "unique"
+        any_flow = [0] * processes  # open model: users 0..n-1 may have run any flow
+        closed = [0] * processes  # closed model: users 0..n-1 ran their own flow
+        need = [0] * processes  # users that hold (or wanted) a row so far, at most
+        exact = True
+        gated = all(_starts_with_request(flow) for flow in self.flows)
+        used_before = short_before = need_before = 0
+        uses = []
+        for stage, parts, mix in zip(self.plan.stages, per_process, self.mixes):
+            users_here = 0
+            for k, part in enumerate(parts):
+                if stage.model == "open":
+                    arrivals = sum(mix[k][flow.index] for flow in readers)
+                    slots = min(part.max_in_flight, sum(mix[k]))
+                    if arrivals:
+                        any_flow[k] = max(any_flow[k], slots)
+                        exact = False
+                    reach = min(arrivals, slots)
+                else:
+                    users = max(part.concurrency_start, part.concurrency_end)
+                    if gated and part.requests is not None:  # only users that get a request start an iteration
+                        users = min(users, part.requests)
+                    closed[k] = max(closed[k], users)
+                    reach = self._matching(k, 0, users, readers)
+                held = any_flow[k] + self._matching(k, any_flow[k], max(any_flow[k], closed[k]), readers)
+                need[k] = min(held, need[k] + reach)
+                users_here += reach
+            used = [min(n, s) for n, s in zip(need, shares)] if unique else need
+            total, needed = sum(used), sum(need)
+            short = needed - total
+            text = self._per_user_text(table, readers, stage, total - used_before, total, needed - need_before,
+                                       short - short_before, users_here, exact)
+            warning = self._per_user_warning(table, shares, needed, short, exact) if short > short_before else None
+            uses.append(DataUse(table.name, table.mode, table.per, len(table), needed, total - used_before, total,
+                                exact, short, text, warning))
+            used_before, short_before, need_before = total, short, needed
+        return uses
+
+    def _per_user_text(self, table, readers, stage: StagePlan, rows: int, total: int, new_users: int,
+                       new_short: int, users_here: int, exact: bool) -> str:
+        name = table.name
+        up_to = "" if exact else "up to "
+        if not users_here:
+            return f"{name}: no rows (no user of this stage runs {_names(readers)})"
+        if not new_users:
+            return f"{name}: no new rows (its virtual users already hold one)"
+        if not rows:
+            text = f"{name}: no rows left for its {up_to}{new_users:,} new virtual user{_s(new_users)}"
+        else:
+            more, new = ("", "") if rows == total else ("more ", "new ")
+            text = f"{name}: {up_to}{rows:,} {more}row{_s(rows)}, one per {new}virtual user"
+        notes = [] if not rows or rows == total else [f"{up_to}{total:,} in all"]
+        if stage.model == "open":
+            notes.append(f"open model: a user per request in flight, at most {stage.max_in_flight:,}")
+        if notes:
+            text += f" ({'; '.join(notes)})"
+        if new_short and rows:
+            text += f"; {up_to}{new_short:,} find{'s' if new_short == 1 else ''} none left"
+        if table.mode == "sequential" and new_users and total > len(table):
+            text += f"; users share rows: the file has {len(table):,}"
+        return text
+
+    def _per_user_warning(self, table, shares: list[int], needed: int, short: int, exact: bool) -> str:
+        rows = f"{table.name}: {len(table):,} row{_s(len(table))}"
+        if exact:
+            text = f"{rows}, but {needed:,} virtual users need one each: {short:,} will stop at once"
+        else:
+            text = (f"{rows}, but up to {needed:,} virtual users may need one each:"
+                    f" up to {short:,} may stop at once")
+        return text + self._process_note(shares)
+
+    def _process_note(self, shares: list[int]) -> str:
+        """Why a table that looks big enough can still run short: each process has only its own rows."""
+        if self.processes == 1:
+            return ""
+        low, high = min(shares), max(shares)
+        own = f"{low:,}" if low == high else f"{low:,} to {high:,}"
+        return f" (each of the {self.processes} worker processes draws only from its own {own} rows)"
+
+    def _per_iteration(self, table, readers: list[FlowPlan], per_process: list[list[StagePlan]]) -> list[DataUse]:
+        shares = self._shares(table)
+        unique = table.mode == "unique"
+        need: list[int] | None = [0] * self.processes  # None once a stage's count depends on the server
+        per_iteration = min(sum(isinstance(step, RequestPlan) for step in flow.steps) for flow in readers)
+        gated = all(_starts_with_request(flow) for flow in readers)
+        used_before = short_before = 0
+        uses = []
+        for stage, parts, mix in zip(self.plan.stages, per_process, self.mixes):
+            bounds: list[int | None] = []
+            for k, part in enumerate(parts):
+                readers_here = sum(mix[k][flow.index] for flow in readers)  # users (closed) or arrivals (open)
+                if not readers_here or stage.model == "open":
+                    bounds.append(readers_here)
+                elif part.requests is None:
+                    bounds.append(None)
+                else:
+                    # Every finished iteration sends per_iteration requests; each user may also draw for
+                    # one last iteration that the stage's budget cuts short (one request, or none after a think).
+                    cut_short = min(readers_here, part.requests) if gated else readers_here
+                    spent = cut_short if gated else 0
+                    bounds.append(cut_short + (part.requests - spent) // per_iteration)
+            stage_need = None if None in bounds else sum(bounds)
+            need = None if need is None or stage_need is None else [a + b for a, b in zip(need, bounds)]
+            alone = ""
+            if need is None:
+                # An earlier stage drew an unknown number of rows, so only this stage's own need is known; a
+                # unique table too small for that alone runs short whatever came before.
+                total = needed = None
+                short_before = 0
+                if stage_need is None:
+                    rows, short = None, 0
+                else:
+                    used = [min(b, s) for b, s in zip(bounds, shares)] if unique else bounds
+                    rows, short = sum(used), stage_need - sum(used)
+                    needed, alone = stage_need, " in this stage alone"
+            else:
+                used = [min(n, s) for n, s in zip(need, shares)] if unique else need
+                total, needed = sum(used), sum(need)
+                rows, short = total - used_before, needed - total
+                used_before = total
+            text = self._per_iteration_text(table, readers, stage, stage_need, rows, total, short - short_before,
+                                            per_iteration)
+            warning = None
+            if short > short_before:
+                warning = (f"{table.name}: {len(table):,} row{_s(len(table))}, but up to {needed:,} iterations{alone}"
+                           f" may need one each: up to {short:,} find none, and each user that finds none stops"
+                           + self._process_note(shares))
+            uses.append(DataUse(table.name, table.mode, table.per, len(table), needed, rows, total, False, short,
+                                text, warning))
+            short_before = short
+        return uses
+
+    def _per_iteration_text(self, table, readers, stage: StagePlan, stage_need: int | None, rows: int | None,
+                            total: int | None, new_short: int, per_iteration: int) -> str:
+        name = table.name
+        if stage_need is None:
+            text = (f"{name}: one row per iteration, as many as the server answers in"
+                    f" {_duration(stage.duration_s)} (not known before the run)")
+            if table.mode == "unique":
+                text += f"; users stop once all {len(table):,} rows are used"
+            return text
+        if not stage_need:
+            return (f"{name}: no rows (no {'arrival' if stage.model == 'open' else 'user'} of this stage"
+                    f" runs {_names(readers)})")
+        if not rows:
+            text = f"{name}: no rows left for its up to {stage_need:,} iterations"
+        else:
+            text = f"{name}: at most {rows:,} row{_s(rows)}, one per "
+            if stage.model == "open":
+                text += "arrival" if len(readers) == len(self.flows) else f"arrival running {_names(readers)}"
+            notes = []
+            if stage.model == "closed":
+                text += "iteration"
+                notes.append(f"{stage.requests:,} requests, {per_iteration} per iteration")
+            if total is not None and total != rows:
+                notes.append(f"{total:,} in all")
+            if notes:
+                text += f" ({'; '.join(notes)})"
+            if new_short:
+                text += f"; up to {new_short:,} iterations find none left"
+        if table.mode == "sequential" and total is not None and total > len(table):
+            text += f"; rows repeat: the file has {len(table):,}"
+        return text
+
+
+def _names(flows: list[FlowPlan]) -> str:
+    return "flow " + flows[0].name if len(flows) == 1 else "flows " + ", ".join(flow.name for flow in flows)
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
+def _flow_outlines(plan: Plan) -> tuple[FlowOutline, ...]:
+    """Each flow as a journey, with its weight as a share of all weights."""
+    flows = plan.flow_plans()
+    weights = sum(flow.weight for flow in flows)
+    outlines = []
+    for flow in flows:
+        reads = tuple(f"{table.name} (one row per {'virtual user' if table.per == 'vu' else 'iteration'})"
+                      for index, table in enumerate(plan.data) if _reads(flow, index))
+        outlines.append(FlowOutline(flow.name, flow.weight, flow.weight / weights,
+                                    tuple(_step_text(step) for step in flow.once),
+                                    tuple(_step_text(step) for step in flow.steps), reads,
+                                    tuple(_step_name(step) for step in flow.once + flow.steps)))
+    return tuple(outlines)
+
+
+def _step_text(step) -> str:
+    """``GET /items -> item`` for a request (with what it captures), ``think 5ms-20ms`` for a pause."""
+    if isinstance(step, ThinkPlan):
+        if step.min_s == step.max_s:
+            return f"think {_duration(step.min_s)}"
+        return f"think {_duration(step.min_s)}-{_duration(step.max_s)}"
+    text = f"{step.method} {step.path_template}"
+    if step.captures:
+        text += " -> " + ", ".join(name for name, _ in step.captures)
+    return text
+
+
+def _step_name(step) -> str:
+    """The name a scenario gave a request step (results and thresholds use it), or "" when it has none."""
+    if isinstance(step, ThinkPlan) or step.name == f"{step.method} {step.path_template}":
+        return ""
+    return step.name
 
 def _closed_load(stage: StagePlan) -> str:
     if stage.concurrency_start == stage.concurrency_end:
@@ -195,6 +567,8 @@ def render(plan_outline: PlanOutline) -> str:
         lines += _stage_lines(number, stage, plan_outline.workers)
     lines += _totals(plan_outline)
     lines += _rate_chart(plan_outline.stages)
+    if plan_outline.warnings:
+        lines += ["", "warnings (read before sending):"] + [f"  {warning}" for warning in plan_outline.warnings]
     lines += ["", "dry run: nothing was sent and no server was started."]
     return "\n".join(lines) + "\n"
 
@@ -209,12 +583,42 @@ def _header(plan_outline: PlanOutline) -> list[str]:
         f"target:   {target}",
         f"engine:   {plan_outline.engine}",
         f"workers:  {plan_outline.workers} process{'es' if plan_outline.workers != 1 else ''}",
-        "flow:     " + " | ".join(plan_outline.flow),
     ]
+    lines += _journeys(plan_outline)
+    for number, table in enumerate(plan_outline.data):
+        lines.append(("data:     " if number == 0 else " " * 10) + table)
     if plan_outline.thresholds:
         lines.append(f"thresholds: {plan_outline.thresholds} (judged after the run)")
     if reports:
         lines.append(f"reports:  {reports}")
+    return lines
+
+
+def _journeys(plan_outline: PlanOutline) -> list[str]:
+    """The flows as journeys: once steps, then the loop, one step a line, with what each captures.
+
+    A scenario with one plain ``flow:`` keeps its one-line form; named flows
+    get a block each, with their weight and share, so a mix that sends most
+    users down the wrong path is seen before it is sent.
+    """
+    flows = plan_outline.flows
+    if not flows:
+        return ["flow:     " + " | ".join(plan_outline.flow)]
+    if len(flows) == 1 and not flows[0].once and flows[0].name == "default":
+        return ["flow:     " + " | ".join(flows[0].steps)]
+    lines = []
+    for number, flow in enumerate(flows):
+        share = (f"weight {flow.weight}, {flow.share * 100:.3g}% of {plan_outline.share_of}"
+                 if len(flows) > 1 else f"all {plan_outline.share_of}")
+        reads = f"; reads {', '.join(flow.reads)}" if flow.reads else ""
+        lines.append(("flows:    " if number == 0 else " " * 10) + f"{flow.name}: {share}{reads}")
+        width = max(len(step) for step in flow.once + flow.steps)
+        names = iter(flow.names)
+        for label, steps in (("once", flow.once), ("loop", flow.steps)):
+            for position, step in enumerate(steps):
+                name = next(names)
+                text = f"{step:<{width}}  ({name})" if name else step
+                lines.append(" " * 12 + (f"{label}  " if position == 0 else " " * 6) + text)
     return lines
 
 
@@ -224,10 +628,18 @@ def _stage_lines(number: int, stage: StageOutline, workers: int) -> list[str]:
              f"  sends:       {_sends(stage)}",
              f"  duration:    {_stage_duration(stage)}",
              f"  connections: {stage.connections:,}"]
+    if stage.flow_mix:
+        noun = "arrivals" if stage.model == "open" else "users"
+        lines.append("  flows:       " + ", ".join(f"{name} {count:,} {noun}" for name, count in stage.flow_mix))
     if workers > 1:
         lines.append("  per process: " + "; ".join(_process_share(number, process, stage.model)
                                                  for number, process in enumerate(stage.processes, 1)))
-    lines.append("  data:        " + ("; ".join(stage.data_rows) if stage.data_rows else "none"))
+    if not stage.data:
+        lines.append("  data:        " + ("; ".join(stage.data_rows) if stage.data_rows else "none"))
+    for position, use in enumerate(stage.data):
+        lines.append(("  data:        " if position == 0 else " " * 15) + use.text)
+        if use.warning:
+            lines.append(" " * 15 + "warning: " + use.warning)
     return lines
 
 

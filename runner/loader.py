@@ -385,7 +385,7 @@ def _threshold_sources(scenario: Scenario, marked: _Marked, source: str) -> dict
 
 
 def _threshold_problems(data: dict, marked: _Marked, source: str) -> list[Problem]:
-    """A threshold naming a stage or request that does not exist would silently never judge anything."""
+    """A threshold naming a stage, request or flow that does not exist would silently never judge anything."""
     from schemas.thresholds import parse_threshold
 
     stages = [(stage.get("name") if isinstance(stage, dict) else None) or f"stage-{i + 1}"
@@ -398,6 +398,11 @@ def _threshold_problems(data: dict, marked: _Marked, source: str) -> list[Proble
             if isinstance(request, dict) and "think" not in request:
                 method = str(request.get("method", "GET")).upper()
                 requests.append(request.get("name") or f"{method} {request.get('path', '/')}")
+    # as Scenario.all_flows() names them: a plain 'flow:' list is the one flow 'default'
+    if isinstance(data.get("flows"), list):
+        flows = [str(named["name"]) for named in data["flows"] if isinstance(named, dict) and "name" in named]
+    else:
+        flows = ["default"] if isinstance(data.get("flow"), list) else []
     problems = []
     thresholds = data.get("thresholds")
     for index, text in enumerate(thresholds if isinstance(thresholds, list) else []):
@@ -407,12 +412,12 @@ def _threshold_problems(data: dict, marked: _Marked, source: str) -> list[Proble
             continue  # Pydantic reports the syntax error itself
         if not isinstance(parsed, dict) or parsed["scope"] == "total":
             continue
-        known = stages if parsed["scope"] == "stage" else requests
+        known = {"stage": stages, "request": requests, "flow": flows}[parsed["scope"]]
         if parsed["target"] not in known:
             origin, line, column = _locate(marked, ("thresholds", index), source)
             close = difflib.get_close_matches(parsed["target"] or "", known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             problems.append(Problem(origin, line, column, f"thresholds[{index}]",
                                     f"no {parsed['scope']} named '{parsed['target']}'{hint}; "
-                                    f"{parsed['scope']}s: {', '.join(known)}"))
+                                    f"{parsed['scope']}s: {', '.join(known) or '(none)'}"))
     return problems

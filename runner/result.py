@@ -193,6 +193,13 @@ class RunResult:
     aborted: dict[str, Any] | None = None
     by_flow: list = field(default_factory=list)  # (name, FlowStats, RequestStats), whole run
     data: list = field(default_factory=list)  # per data table: {"name", "rows", "used", "mode", "exhausted"}
+    _verdicts: list = field(default_factory=list, compare=False, repr=False)  # thresholds, judged once
+
+    def _judged(self, document: dict) -> list[dict]:
+        """The thresholds' outcomes, evaluated on the first ``to_dict`` and kept (the result never changes)."""
+        if not self._verdicts and self.thresholds:
+            self._verdicts.extend(evaluate(document, self.thresholds, self.threshold_sources))
+        return self._verdicts
 
     def to_dict(self) -> dict[str, Any]:
         document = {
@@ -219,7 +226,7 @@ class RunResult:
             "data": [dict(table) for table in self.data],
         }
         document["checks"] = check_summary(document["by_request"])
-        document["thresholds"] = evaluate(document, self.thresholds, self.threshold_sources)
+        document["thresholds"] = [dict(outcome) for outcome in self._judged(document)]
         document["passed"] = all(t["passed"] for t in document["thresholds"]) and self.aborted is None
         return document
 

@@ -9,6 +9,14 @@ completed no request and scheduled no arrival has no data, even for the
 metrics that would read as a harmless zero there (``rps``, ``requests``,
 ``dropped``): ``dropped == 0`` on a run that sent nothing proves nothing.
 
+A ``flow:NAME`` threshold reads the flow's block in the result's top-level
+``by_flow[]`` (whole run, like ``request:NAME``). Its latency metrics are
+the iteration duration, because what a flow's user waits for is the whole
+journey, think time included; a per-request latency is already available
+by step name. A flow has data once it ran an iteration, sent a request or
+dropped an arrival; the iteration metrics (latency, iteration_error_rate)
+further need a completed iteration, and error_rate a completed request.
+
 Windowed ``rps`` divides each interval's completed requests by the time the
 interval covered (``span_s``), so a stage's last, partial interval is judged
 on its real rate, and the window's length is counted in covered time too.
@@ -24,6 +32,7 @@ from schemas.thresholds import LATENCY_METRICS, Threshold
 _OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
 _INTERVAL_QUANTILES = {"p50", "p90", "p95", "p99", "p999", "max"}
 _NO_DATA = "no data: no request completed and no arrival was scheduled"
+_NO_ITERATION = "no data: no iteration completed"
 
 
 def evaluate(result: dict[str, Any], thresholds: Iterable[Threshold], sources: Iterable[str] = ()) -> list[dict]:
@@ -31,7 +40,10 @@ def evaluate(result: dict[str, Any], thresholds: Iterable[Threshold], sources: I
     sources = list(sources)
     outcomes = []
     for position, threshold in enumerate(thresholds):
-        if threshold.window_s is not None:
+        if threshold.window_s is not None and threshold.scope in ("request", "flow"):
+            # the parser refuses these; a hand-built Threshold must not be judged on the run's totals instead
+            actual, passed, reason = None, False, f"a {threshold.scope} threshold takes no window"
+        elif threshold.window_s is not None:
             actual, passed, reason = _windowed(result, threshold)
         else:
             actual, reason = _measure(result, threshold)
@@ -65,14 +77,16 @@ def check_summary(by_request: list[dict]) -> list[dict]:
 def _block(result: dict, threshold: Threshold) -> dict | None:
     if threshold.scope == "total":
         return result["totals"]
-    pool = result["stages"] if threshold.scope == "stage" else result["by_request"]
-    return next((block for block in pool if block["name"] == threshold.target), None)
+    pool = {"stage": "stages", "request": "by_request", "flow": "by_flow"}[threshold.scope]
+    return next((block for block in result.get(pool, []) if block["name"] == threshold.target), None)
 
 
 def _measure(result: dict, threshold: Threshold) -> tuple[float | None, str | None]:
     block = _block(result, threshold)
     if block is None:
-        return None, "no data: the stage did not run"
+        return None, f"no data: the {threshold.scope} did not run"
+    if threshold.scope == "flow":
+        return _measure_flow(block, threshold.metric)
     if not _has_data(result, threshold, block):
         return None, _NO_DATA
     metric = threshold.metric
@@ -84,6 +98,8 @@ def _measure(result: dict, threshold: Threshold) -> tuple[float | None, str | No
         return sum(row["passes"] for row in checks) / total, None
     if metric in ("rps", "dropped", "requests"):
         return float(block[metric]), None
+    if metric == "skipped":
+        return float(block.get("skipped", 0)), None  # results written before skipped steps existed had none
     if block["requests"] == 0:
         return None, "no data: no requests completed"
     if metric == "error_rate":
@@ -92,9 +108,31 @@ def _measure(result: dict, threshold: Threshold) -> tuple[float | None, str | No
     return float(block["latency_ms"][metric]), None
 
 
+def _measure_flow(block: dict, metric: str) -> tuple[float | None, str | None]:
+    """One metric of a ``by_flow[]`` block; latency metrics are its iteration duration."""
+    if not (block["iterations"] or block["requests"] or block["dropped"]):
+        return None, "no data: the flow ran no iteration, sent no request and dropped no arrival"
+    if metric in ("iterations", "iterations_failed", "iterations_per_s", "requests", "skipped", "dropped"):
+        return float(block[metric]), None
+    if metric == "error_rate":
+        if block["requests"] == 0:
+            return None, "no data: no requests completed"
+        return block["failed"] / block["requests"], None
+    if block["iterations"] == 0:
+        return None, _NO_ITERATION
+    if metric == "iteration_error_rate":
+        return block["iterations_failed"] / block["iterations"], None
+    assert metric in LATENCY_METRICS
+    return float(block["iteration_duration_ms"][metric]), None
+
+
 def _has_data(result: dict, threshold: Threshold, block: dict) -> bool:
-    """Did the scope complete a request or schedule an arrival (sent, dropped or still in flight)?"""
-    if block.get("requests", 0) or block.get("dropped", 0):
+    """Did the scope complete a request or schedule an arrival (sent, dropped or still in flight)?
+
+    A skipped step counts: its iteration reached it, so ``request:NAME
+    skipped == 0`` on a step that was only ever skipped is a real failure.
+    """
+    if block.get("requests", 0) or block.get("dropped", 0) or block.get("skipped", 0):
         return True
     if threshold.scope == "request":
         return False  # arrivals are scheduled per flow, not per request name

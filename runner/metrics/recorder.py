@@ -1,8 +1,10 @@
 """Per-request accounting that only adds, and merges exactly.
 
-One :class:`RequestStats` exists per (stage, flow request); the executor's
-workers call :meth:`RequestStats.ok_response` / :meth:`RequestStats.failure`
-once per request and nothing else. Stage, request-name and run totals are
+One :class:`RequestStats` exists per (stage, flow request step); a virtual
+user calls :meth:`RequestStats.judged` (a response, its verdict already
+decided next to it: status rule, checks, captures) or
+:meth:`RequestStats.timed_failure` (no response) once per request and
+nothing else. Stage, request-name and run totals are
 built afterwards by :meth:`RequestStats.merge`, so every total is the exact
 sum of its parts: ``requests == ok + failed`` holds at every level.
 
@@ -109,34 +111,6 @@ class RequestStats:
         kept = self.error_samples.setdefault(error_class, [])
         if message not in kept and len(kept) < ERROR_SAMPLES_PER_CLASS:
             kept.append(message)
-
-    def checked_response(self, status: int, body_bytes: int, latency_us: int, request, headers, body,
-                         service_us: int = -1) -> None:
-        """Record a response of a request with checks: ok only if every check passes."""
-        passed = request.has_status_check or status < 400
-        counts = self.checks
-        for name, predicate in request.checks:
-            result = predicate(status, body_bytes, latency_us, headers, body)
-            tally = counts.get(name)
-            if tally is None:
-                tally = counts[name] = [0, 0]
-            tally[0 if result else 1] += 1
-            passed = passed and result
-        codes = self.status_codes
-        codes[status] = codes.get(status, 0) + 1
-        if passed:
-            self.ok += 1
-        else:
-            self.failed += 1
-        self.bytes += body_bytes
-        self.latency.record(latency_us)
-        if service_us >= 0:
-            self.service.record(service_us)
-
-    def timed_response(self, status: int, body_bytes: int, latency_us: int, service_us: int) -> None:
-        """Open model: like :meth:`response`, plus the service time from the actual send."""
-        self.response(status, body_bytes, latency_us)
-        self.service.record(service_us)
 
     def timed_failure(self, error_class: str, latency_us: int, service_us: int,
                       error: BaseException | None = None) -> None:
