@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .flows import data_usage, shown_flows, skipped_by_request, stage_flows
+
 _LATENCY_KEYS = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
 #: Error samples shown per class, and the width a sample is cut to: a hint, the JSON has them all.
 _SAMPLES_SHOWN = 2
@@ -46,6 +48,7 @@ class ConsoleReporter:
                     lines.append(_row(f"  {request['name']}"[:24], request))
         totals = result["totals"]
         lines.append(_row("total", totals))
+        lines += _flows_table(result)
         lines += [
             "",
             f"  duration {totals['duration_s']:.2f} s · {totals['bytes']:,} body bytes received",
@@ -54,6 +57,8 @@ class ConsoleReporter:
             f"  errors: {_mix(totals['errors']) or 'none'}",
         ]
         lines += _error_samples(totals.get("error_samples") or {})
+        lines += _skipped_line(result)
+        lines += [f"  data {table.get('name', '?')}: {data_usage(table)}" for table in result.get("data") or []]
         for stage in result["stages"]:
             rate = stage.get("rate")
             if rate:
@@ -69,6 +74,57 @@ class ConsoleReporter:
         lines += _checks_table(result.get("checks", []))
         lines += _verdict_table(result)
         return ("\n".join(lines) + "\n").encode()
+
+
+def _flow_row(label: str, flow: dict[str, Any], skipped_column: bool) -> str:
+    """One flow in the columns of the request table above it, so both tables line up.
+
+    The skipped cell is left blank when zero: a column of zeros would only
+    hide the one flow whose steps did not run.
+    """
+    duration = flow.get("iteration_duration_ms") or {}
+    skipped = flow.get("skipped", 0)
+    skipped_cell = f"{skipped:>8,}" if skipped else " " * 8
+    return (f"  {label:<24} {flow.get('iterations', 0):>10,} {flow.get('iterations_failed', 0):>10,} "
+            f"{skipped_cell if skipped_column else ' ' * 8} {flow.get('iterations_per_s', 0.0):>10,.1f} "
+            + " ".join(f"{duration.get(k, 0.0):>8.2f}" for k in ("p50", "p95", "p99", "max")))
+
+
+def _flows_table(result: dict[str, Any]) -> list[str]:
+    """Per-flow iterations after the request table; nothing for a plain ``flow:`` list.
+
+    Durations are of whole iterations (think time included), so they are
+    not comparable to the request latencies above and get their own header.
+    With several stages each flow gets a line per stage, as requests do.
+    """
+    flows = shown_flows(result)
+    if not flows:
+        return []
+    stages = result.get("stages") or []
+    skipped_column = any(flow.get("skipped") for flow in flows)
+    header = (f"  {'flows':<24} {'iterations':>10} {'failed':>10} "
+              f"{'skipped' if skipped_column else '':>8} {'iter/s':>10} "
+              + " ".join(f"{k + ' ms':>8}" for k in ("p50", "p95", "p99", "max")))
+    lines = ["", header]
+    for flow in flows:
+        name = str(flow.get("name", ""))
+        lines.append(_flow_row(name[:24], flow, skipped_column))
+        if len(stages) > 1:
+            for stage in stages:
+                part = stage_flows(stage, name)
+                if part is not None:
+                    lines.append(_flow_row(f"  stage {stage.get('name', '')}"[:24], part, skipped_column))
+    return lines
+
+
+def _skipped_line(result: dict[str, Any]) -> list[str]:
+    """Say how many flow steps were never sent, and which, when a capture failure cut iterations short."""
+    skipped = (result.get("totals") or {}).get("skipped", 0)
+    if not skipped:
+        return []
+    which = ", ".join(f"{name}: {count:,}" for name, count in skipped_by_request(result))
+    return [f"  skipped: {skipped:,} flow steps not sent, a capture earlier in the iteration failed"
+            + (f" ({which})" if which else "")]
 
 
 def _error_samples(samples: dict[str, list[str]]) -> list[str]:

@@ -7,11 +7,26 @@ joining files:
 * ``summary`` -- one row per stage (``request`` empty) and, after it, one row
   per request name within that stage;
 * ``total`` -- one row for the whole run (``stage`` and ``request`` empty);
+* ``flow`` -- one row per flow within each stage, then one per flow for the
+  whole run (``stage`` empty), named in the ``flow`` column: ``iterations``,
+  ``iterations_failed``, ``iterations_per_s``, ``dropped`` arrivals, the
+  requests, ok, failed and ``skipped`` steps of the flow, and in the latency
+  columns the duration of whole iterations (think time included). The
+  implicit ``default`` flow of a plain ``flow:`` list is written too: a
+  spreadsheet is better served by rows that are always there than by the
+  console's judgement of what is worth showing;
+* ``data`` -- one row per data table, named in the ``table`` column, with
+  its ``rows``, how many were ``used`` (handed out: may exceed ``rows``
+  for sequential and random tables), ``mode``, ``per`` and ``exhausted``;
 * ``timeseries`` -- one row per interval per stage, ``t`` seconds after the
   stage start (the end of the interval).
 
 The stage ``summary`` rows add up to the ``total`` row for requests, ok,
-failed, dropped and bytes, because the runner builds totals by merging stages.
+failed, dropped, skipped and bytes, because the runner builds totals by
+merging stages; likewise a flow's stage rows add up to its whole-run row.
+``skipped`` counts flow steps not sent because a capture earlier in the
+iteration failed. New columns are appended at the end, so a reader that
+picks columns by position keeps working.
 Cells that do not apply to a row kind are left empty rather than zero, so an
 empty cell never reads as a measurement. ``error_count`` counts requests that
 got no response at all (connect errors, timeouts...), the sum of ``errors``;
@@ -28,6 +43,8 @@ COLUMNS = (
     "kind", "stage", "request", "t",
     "requests", "sent", "ok", "failed", "dropped", "in_flight", "rps", "duration_s", "bytes",
     "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "error_count",
+    "skipped", "flow", "iterations", "iterations_failed", "iterations_per_s",
+    "table", "rows", "used", "mode", "per", "exhausted",
 )
 
 _SUMMARY_LATENCY = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
@@ -42,9 +59,29 @@ def _summary_row(kind: str, stage: str, request: str, block: dict[str, Any]) -> 
         "dropped": block.get("dropped", 0), "rps": block.get("rps", ""),
         "duration_s": block.get("duration_s", ""), "bytes": block.get("bytes", 0),
         "error_count": sum((block.get("errors") or {}).values()),
+        "skipped": block.get("skipped", ""),  # empty in results older than flows: not measured
     }
     for key in _SUMMARY_LATENCY:
         row[f"{key}_ms"] = latency.get(key, "")
+    return row
+
+
+def _flow_row(stage: str, flow: dict[str, Any]) -> dict[str, Any]:
+    duration = flow.get("iteration_duration_ms") or {}
+    row: dict[str, Any] = {"kind": "flow", "stage": stage, "flow": flow.get("name", "")}
+    for key in ("iterations", "iterations_failed", "iterations_per_s", "requests", "ok", "failed", "dropped",
+                "skipped"):
+        row[key] = flow.get(key, 0)
+    for key in _SUMMARY_LATENCY:
+        row[f"{key}_ms"] = duration.get(key, "")
+    return row
+
+
+def _data_row(table: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"kind": "data", "table": table.get("name", "")}
+    for key in ("rows", "used", "mode", "per"):
+        row[key] = table.get(key, "")
+    row["exhausted"] = str(bool(table.get("exhausted"))).lower()  # as in the JSON, not Python's True
     return row
 
 
@@ -67,6 +104,10 @@ def csv_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         for request in stage.get("by_request") or []:
             rows.append(_summary_row("summary", stage["name"], request["name"], request))
     rows.append(_summary_row("total", "", "", result.get("totals") or {}))
+    for stage in stages:
+        rows.extend(_flow_row(stage["name"], flow) for flow in stage.get("by_flow") or [])
+    rows.extend(_flow_row("", flow) for flow in result.get("by_flow") or [])
+    rows.extend(_data_row(table) for table in result.get("data") or [])
     for stage in stages:
         rows.extend(_interval_row(stage["name"], interval) for interval in stage.get("timeseries") or [])
     return rows

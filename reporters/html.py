@@ -16,6 +16,7 @@ import datetime as _dt
 from html import escape
 from typing import Any
 
+from .flows import data_usage, failed_share, shown_flows, stage_flows
 from .junit import aggregated_checks, format_value, scope_label
 from .svg import Band, BarSeries, Series, bar_chart, line_chart
 
@@ -72,6 +73,7 @@ border-radius:5px}
 .meter{display:inline-block;width:90px;height:8px;background:#fee2e2;border-radius:4px;vertical-align:middle;
 margin-left:8px;overflow:hidden}
 .meter i{display:block;height:100%;background:#22c55e}
+.meter.use{background:#e2e8f0}.meter.use i{background:#6366f1}
 svg.chart{width:100%;height:auto;display:block}
 footer{color:var(--muted);font-size:12px;text-align:center;margin-top:24px}
 @media (max-width:800px){.grid2{grid-template-columns:1fr}header{flex-direction:column}}
@@ -168,6 +170,8 @@ def _totals(totals: dict[str, Any]) -> str:
               ("failed", _int(totals.get("failed", 0))), ("error rate", _pct(totals.get("failed", 0), requests)),
               ("dropped", _int(totals.get("dropped", 0))), ("throughput", f"{totals.get('rps', 0):,.1f} req/s"),
               ("duration", f"{totals.get('duration_s', 0):,.2f} s"), ("body bytes", _bytes(totals.get("bytes", 0)))]
+    if totals.get("skipped"):
+        counts.insert(5, ("skipped steps", _int(totals["skipped"])))
     left = "".join(f'<tr><td class="l">{k}</td><td>{v}</td></tr>' for k, v in counts)
     head = "".join(f"<th>{_PERCENTILE_LABELS.get(k, k)}</th>" for k in _LATENCY_COLS)
     rows = ""
@@ -196,32 +200,110 @@ def _load(stage: dict[str, Any]) -> str:
     return f"closed, {stage.get('concurrency', '?'):,} workers" if stage.get("concurrency") else "closed"
 
 
-def _stage_cells(block: dict[str, Any]) -> str:
+def _stage_cells(block: dict[str, Any], skipped: bool = False) -> str:
+    """A stage, request or total row; ``skipped`` adds the skipped-steps cell after ``dropped``."""
     latency = block.get("latency_ms") or {}
     requests = block.get("requests", 0)
     failed = block.get("failed", 0)
     cells = [_int(requests), _int(block.get("ok", 0)), f'<span class="{"bad" if failed else ""}">{failed:,}</span>',
-             _int(block.get("dropped", 0)), _pct(failed, requests), f"{block.get('rps', 0):,.1f}",
-             f"{block.get('duration_s', 0):,.2f}"] + [_ms(latency.get(k)) for k in ("p50", "p95", "p99", "max")]
+             _int(block.get("dropped", 0))]
+    if skipped:
+        cells.append(_skipped_cell(block.get("skipped", 0)))
+    cells += [_pct(failed, requests), f"{block.get('rps', 0):,.1f}",
+              f"{block.get('duration_s', 0):,.2f}"] + [_ms(latency.get(k)) for k in ("p50", "p95", "p99", "max")]
     return "".join(f"<td>{c}</td>" for c in cells)
 
 
+def _skipped_cell(skipped: int) -> str:
+    """Skipped steps, marked as a problem: each one is a request the scenario meant to send."""
+    return f'<span class="bad">{skipped:,}</span>' if skipped else "0"
+
+
 def _stages(result: dict[str, Any]) -> str:
+    """The stage and request table; a skipped column only when some flow step was skipped."""
+    totals = result.get("totals") or {}
+    skipped = bool(totals.get("skipped"))
     head = ("<tr><th class='l'>stage / request</th><th class='l'>load</th><th>requests</th><th>ok</th><th>failed</th>"
-            "<th>dropped</th><th>error %</th><th>req/s</th><th>secs</th><th>p50</th><th>p95</th>"
-            "<th>p99</th><th>max</th></tr>")
+            f"<th>dropped</th>{'<th>skipped</th>' if skipped else ''}<th>error %</th><th>req/s</th><th>secs</th>"
+            "<th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>")
     rows = []
     for stage in result.get("stages") or []:
         flag = ' <span class="badge fail">INTERRUPTED</span>' if stage.get("interrupted") else ""
         rows.append(f'<tr><td class="l"><b>{_e(stage["name"])}</b>{flag}</td><td class="l wrap">{_load(stage)}</td>'
-                    f"{_stage_cells(stage)}</tr>")
+                    f"{_stage_cells(stage, skipped)}</tr>")
         for request in stage.get("by_request") or []:
             rows.append(f'<tr class="sub"><td class="l">{_e(request["name"])}</td><td></td>'
-                        f"{_stage_cells(request)}</tr>")
-    rows.append(f'<tr class="total"><td class="l">total</td><td></td>{_stage_cells(result.get("totals") or {})}</tr>')
+                        f"{_stage_cells(request, skipped)}</tr>")
+    rows.append(f'<tr class="total"><td class="l">total</td><td></td>{_stage_cells(totals, skipped)}</tr>')
+    note = (" Skipped: flow steps not sent because a capture earlier in the iteration failed."
+            if skipped else "")
     return (f'<section><h2>Stages</h2><div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}'
             f'</tbody></table></div><p class="muted">Latencies in ms; every percentile of the whole run is under '
-            f'Totals.</p></section>')
+            f'Totals.{note}</p></section>')
+
+
+def _flow_cells(flow: dict[str, Any]) -> str:
+    duration = flow.get("iteration_duration_ms") or {}
+    failed, failed_requests = flow.get("iterations_failed", 0), flow.get("failed", 0)
+    cells = [_int(flow.get("iterations", 0)), f'<span class="{"bad" if failed else ""}">{failed:,}</span>',
+             failed_share(flow), f"{flow.get('iterations_per_s', 0):,.1f}", _int(flow.get("dropped", 0)),
+             _int(flow.get("requests", 0)), _int(flow.get("ok", 0)),
+             f'<span class="{"bad" if failed_requests else ""}">{failed_requests:,}</span>',
+             _skipped_cell(flow.get("skipped", 0))] + [_ms(duration.get(k)) for k in ("p50", "p95", "p99", "max")]
+    return "".join(f"<td>{c}</td>" for c in cells)
+
+
+def _flows(result: dict[str, Any]) -> str:
+    """Per-flow iterations, laid out like the stage table: a row per flow, a sub-row per stage.
+
+    Omitted for a plain ``flow:`` list, whose one implicit flow would repeat
+    the stage table's totals (see :mod:`reporters.flows`).
+    """
+    flows = shown_flows(result)
+    if not flows:
+        return ""
+    stages = result.get("stages") or []
+    head = ("<tr><th class='l'>flow / stage</th><th>iterations</th><th>failed</th><th>failed %</th>"
+            "<th>iter/s</th><th>dropped</th><th>requests</th><th>req ok</th><th>req failed</th><th>skipped</th>"
+            "<th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>")
+    rows = []
+    for flow in flows:
+        name = flow.get("name", "")
+        rows.append(f'<tr><td class="l"><b>{_e(name)}</b></td>{_flow_cells(flow)}</tr>')
+        if len(stages) > 1:
+            for stage in stages:
+                part = stage_flows(stage, name)
+                if part is not None:
+                    rows.append(f'<tr class="sub"><td class="l">{_e(stage.get("name", ""))}</td>'
+                                f"{_flow_cells(part)}</tr>")
+    return (f'<section><h2>Flows</h2><div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}'
+            f'</tbody></table></div><p class="muted">An iteration failed when any of its requests failed. '
+            f'Durations (ms) are of whole iterations, think time included; skipped steps were not sent because '
+            f'a capture earlier in the iteration failed.</p></section>')
+
+
+def _data(result: dict[str, Any]) -> str:
+    """Each data table: how many rows the run used, and whether a unique table ran dry."""
+    tables = result.get("data") or []
+    if not tables:
+        return ""
+    rows = []
+    for table in tables:
+        count, used = table.get("rows", 0), table.get("used", 0)
+        share = min(used / count, 1.0) if count else 0.0
+        status = ('<span class="badge fail">EXHAUSTED</span>' if table.get("exhausted")
+                  else '<span class="badge neutral">ok</span>')
+        rows.append(f"<tr><td class='l'><b>{_e(table.get('name', ''))}</b></td>"
+                    f"<td class='l wrap muted'>{_e(table.get('file', ''))}</td>"
+                    f"<td class='l'>{_e(table.get('mode', ''))} per {_e(table.get('per', ''))}</td>"
+                    f"<td>{_int(count)}</td><td>{_int(used)}<span class='meter use'>"
+                    f"<i style='width:{share * 100:.1f}%'></i></span></td><td class='l'>{status}</td>"
+                    f"<td class='l wrap'>{_e(data_usage(table))}</td></tr>")
+    return (f"<section><h2>Data</h2><div class='scroll'><table><thead><tr><th class='l'>table</th>"
+            f"<th class='l'>file</th><th class='l'>mode</th><th>rows</th><th>used</th><th class='l'>status</th>"
+            f"<th class='l'>usage</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+            f"<p class='muted'>Used: rows handed to virtual users, in all processes. An exhausted unique table "
+            f"stopped the users that needed another row.</p></section>")
 
 
 def _status(ok: bool) -> str:
@@ -372,7 +454,8 @@ class HtmlReporter:
                 f'<div class="meta" title="why this engine">{_e(engine.get("reason", ""))}</div></div>'
                 f"<div>{_badge(result)}</div></header>"
                 f"{_banners(result)}{_cards(result.get('totals') or {})}{_thresholds(result)}{_checks(result)}"
-                f"{_charts(result)}{_stages(result)}{_totals(result.get('totals') or {})}"
+                f"{_charts(result)}{_stages(result)}{_flows(result)}{_data(result)}"
+                f"{_totals(result.get('totals') or {})}"
                 f"<footer>generated by runner {_e(result.get('runner_version', ''))} from the result of "
                 f"{_e(_when(result.get('finished_at', '')))}</footer>")
         page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"

@@ -11,7 +11,17 @@ test that writes it shows up next to unit tests with no plugin. The mapping:
 * with neither, one ``run completed`` case, so the suite is never empty and
   still fails when the run was interrupted or nothing succeeded;
 * an interrupted run adds a ``run interrupted`` case with an ``<error>``
-  (the numbers are partial, which is not the same as a failed threshold).
+  (the numbers are partial, which is not the same as a failed threshold);
+* each named flow is a test case (``classname="runner.flows"``), failed when
+  any of its iterations had a failed request, so a broken user journey is
+  visible even when no threshold covers it. The implicit ``default`` flow
+  of a plain ``flow:`` list is left out: it would repeat ``run completed``.
+
+Flow steps that were never sent (``skipped``: a capture earlier in the
+iteration failed) are a suite property and a line in their flow's case, not
+JUnit ``skipped`` test cases: they are requests, not tests. Data tables are
+properties (``data.NAME``); an exhausted one is also noted in the suite's
+``system-out``.
 
 Built with ElementTree so every user string is escaped; characters XML 1.0
 cannot carry at all (control characters) are dropped.
@@ -22,6 +32,8 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from typing import Any
+
+from .flows import data_usage, failed_share, shown_flows
 
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -134,6 +146,32 @@ def _completed_case(suite: ET.Element, result: dict[str, Any]) -> bool:
     return True
 
 
+def _flow_case(suite: ET.Element, flow: dict[str, Any]) -> bool:
+    iterations, failed = flow.get("iterations", 0), flow.get("iterations_failed", 0)
+    duration = flow.get("iteration_duration_ms") or {}
+    case = _case(suite, "runner.flows", str(flow.get("name", "")))
+    summary = f"{failed:,} of {iterations:,} iterations failed ({failed_share(flow)})"
+    skipped = flow.get("skipped", 0)
+    if skipped:
+        summary += f"; {skipped:,} steps skipped after a failed capture"
+    details = [
+        summary,
+        f"iterations/s: {_number(float(flow.get('iterations_per_s', 0.0)))}",
+        "iteration duration: " + ", ".join(f"{k} {_number(float(duration.get(k, 0.0)))} ms"
+                                           for k in ("p50", "p95", "p99", "max")),
+        f"requests: {flow.get('requests', 0):,} ({flow.get('ok', 0):,} ok, {flow.get('failed', 0):,} failed)",
+        f"skipped steps: {skipped:,}",
+    ]
+    if flow.get("dropped"):
+        details.append(f"dropped arrivals: {flow['dropped']:,}")
+    if failed <= 0:
+        ET.SubElement(case, "system-out").text = _text("\n".join(details))
+        return False
+    failure = ET.SubElement(case, "failure", message=_text(summary), type="flow")
+    failure.text = _text("\n".join(details))
+    return True
+
+
 def _properties(suite: ET.Element, result: dict[str, Any]) -> None:
     engine = result.get("engine") or {}
     generator = result.get("generator") or {}
@@ -147,6 +185,10 @@ def _properties(suite: ET.Element, result: dict[str, Any]) -> None:
         "finished_at": result.get("finished_at", ""),
         "generator_verdict": generator.get("verdict", ""),
     }
+    if "skipped" in (result.get("totals") or {}):  # absent from results older than flows
+        props["skipped_steps"] = result["totals"]["skipped"]
+    for table in result.get("data") or []:
+        props[f"data.{table.get('name', '')}"] = data_usage(table)
     if result.get("aborted"):
         props["aborted"] = f"{result['aborted'].get('reason')} (at {result['aborted'].get('at_s')}s)"
     element = ET.SubElement(suite, "properties")
@@ -177,6 +219,7 @@ class JUnitReporter:
         failures += sum(_check_case(suite, c) for c in checks)
         if not thresholds and not checks:
             failures += _completed_case(suite, result)
+        failures += sum(_flow_case(suite, flow) for flow in shown_flows(result))
         errors = 0
         if result.get("interrupted"):
             signal = result.get("interrupt_signal") or "a signal"
@@ -185,6 +228,8 @@ class JUnitReporter:
             ET.SubElement(case, "error", message=message, type="interrupted").text = message
             errors = 1
         notes = list(result.get("notes") or []) + list((result.get("generator") or {}).get("reasons") or [])
+        notes += [f"data {table.get('name', '')}: {data_usage(table)}"
+                  for table in result.get("data") or [] if table.get("exhausted")]
         if notes:
             ET.SubElement(suite, "system-out").text = _text("\n".join(notes))
         tests = len(suite.findall("testcase"))
