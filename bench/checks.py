@@ -18,6 +18,12 @@ CPU figures over a longer interval.
 
 The figures cover the whole client process, start-up included, so they are
 approximate; they flag skewed rows, they do not correct them.
+
+The server is nginx, or the built-in target (:mod:`builtin`) in the
+``servers`` mode; both offer ``served()``, ``cpu_seconds()``, a ``label``
+and say whether their status request counts itself
+(``status_counts_itself``: nginx's stub_status does, runner's
+``/__runner/stats`` does not).
 """
 
 from __future__ import annotations
@@ -26,7 +32,6 @@ import time
 from dataclasses import dataclass
 
 from machine import busy_seconds, cpu_jiffies
-from nginx import Nginx
 
 #: Share of one CPU taken by other processes above which a row gets a note.
 OTHERS_NOTE_PCT = 15.0
@@ -38,22 +43,26 @@ NGINX_BOUND_PCT = 90.0
 class Snapshot:
     served: int | None
     jiffies: list[tuple[int, int]]
-    nginx_cpu_s: float | None
+    nginx_cpu_s: float | None  # the server's CPU time (nginx's, or the built-in target's)
     at: float
+    server: str = "nginx"
+    status_self: int = 1  # requests the server counts for reading its own count
 
 
-def snapshot(nginx: Nginx) -> Snapshot:
-    return Snapshot(nginx.served(), cpu_jiffies(), nginx.cpu_seconds(), time.perf_counter())
+def snapshot(server) -> Snapshot:
+    """Count, CPU times and clock now, for a server with ``served()`` and ``cpu_seconds()`` (nginx, target)."""
+    return Snapshot(server.served(), cpu_jiffies(), server.cpu_seconds(), time.perf_counter(),
+                    server.label, 1 if server.status_counts_itself else 0)
 
 
 def count_check(result: dict, before: Snapshot, after: Snapshot) -> dict:
     if before.served is None or after.served is None:
         return {}
-    served = after.served - before.served - 1  # minus the second status request itself
+    served = after.served - before.served - after.status_self  # minus the second status request itself
     check = {"server_requests": served}
     claimed = result.get("requests")
     if claimed is not None and claimed > served:
-        check["count_warning"] = f"client counted {claimed}, nginx served {served}"
+        check["count_warning"] = f"client counted {claimed}, {after.server} served {served}"
     return check
 
 
@@ -65,11 +74,12 @@ def cpu_check(result: dict, before: Snapshot, after: Snapshot) -> dict:
     check: dict = {"cpu_busy_pct": [round(100 * b / interval, 1) for b in busy]}
     notes = []
     if before.nginx_cpu_s is not None and after.nginx_cpu_s is not None:
-        nginx_s = after.nginx_cpu_s - before.nginx_cpu_s
-        check["nginx_cpu_pct"] = round(100 * nginx_s / interval, 1)
-        check["others_cpu0_pct"] = round(max(0.0, 100 * (busy[0] - nginx_s) / interval), 1)
-        if check["nginx_cpu_pct"] >= NGINX_BOUND_PCT:
-            notes.append(f"nginx at {check['nginx_cpu_pct']:.0f}% CPU")
+        server_s = after.nginx_cpu_s - before.nginx_cpu_s
+        key = f"{after.server}_cpu_pct"
+        check[key] = round(100 * server_s / interval, 1)
+        check["others_cpu0_pct"] = round(max(0.0, 100 * (busy[0] - server_s) / interval), 1)
+        if check[key] >= NGINX_BOUND_PCT:
+            notes.append(f"{after.server} at {check[key]:.0f}% CPU")
     client_s = result.get("client_cpu_s")
     if client_s is not None:
         check["client_cpu_pct"] = round(100 * client_s / interval, 1)

@@ -223,23 +223,28 @@ RUNNER_SCENARIO = textwrap.dedent("""\
 _ENGINE_REFUSED = {2, 70}
 
 
-def run_runner(peer: Peer, job: Job, engine: str) -> Sample:
-    """runner with ``engine: fast`` or ``engine: aiohttp``; a refused or crashing engine is 'unavailable'."""
-    scenario = job.workdir / f"runner-{engine}.yaml"
-    scenario.write_text(RUNNER_SCENARIO.format(
-        engine=engine, concurrency=job.concurrency, slug=job.path.replace("/", "-"),
-        base_url=job.base_url, path=job.path, seconds=f"{job.duration_s:g}"))
-    result_json = job.workdir / f"runner-{engine}.json"
-    command = [sys.executable, "-m", "runner", "run", str(scenario), "--target", job.base_url,
-               "--out", f"json={result_json}", "--quiet"]
-    measured = measure(pinned(command), job.timeout_s, cwd=str(REPO_DIR))
+def run_runner_file(scenario: Path, target_url: str | None, timeout_s: float, what: str,
+                    pin: bool = True) -> tuple[dict, Measured]:
+    """``runner run SCENARIO [--target URL]`` under rsswrap (on CPU 1 when ``pin``); its JSON result.
+
+    The result goes next to the scenario (same name, ``.json``). A run that
+    refuses the scenario or crashes (exit 2 or 70, or no JSON) raises
+    :class:`Unavailable`; another non-zero exit raises RuntimeError.
+    """
+    result_json = scenario.with_suffix(".json")
+    command = [sys.executable, "-m", "runner", "run", str(scenario), "--out", f"json={result_json}", "--quiet"]
+    if target_url is not None:
+        command += ["--target", target_url]
+    measured = measure(pinned(command) if pin else command, timeout_s, cwd=str(REPO_DIR))
     if measured.returncode in _ENGINE_REFUSED or not result_json.exists():
         tail = (measured.stderr or measured.stdout).strip().splitlines()[-2:]
-        raise Unavailable(f"engine {engine}: exit {measured.returncode}: {' | '.join(tail)[-300:]}")
-    _checked(measured, f"runner (engine {engine})")
-    result = json.loads(result_json.read_text())
-    if result["engine"]["name"] != engine:
-        raise Unavailable(f"asked for engine {engine}, runner used {result['engine']['name']}")
+        raise Unavailable(f"{what}: exit {measured.returncode}: {' | '.join(tail)[-300:]}")
+    _checked(measured, what)
+    return json.loads(result_json.read_text()), measured
+
+
+def runner_sample(result: dict, measured: Measured) -> Sample:
+    """The table's figures from a runner JSON result and its rsswrap measurement."""
     totals = result["totals"]
     return Sample(rps=totals["rps"], peak_rss_mb=result["generator"]["peak_rss_mb"],
                   requests=totals["requests"], errors=totals["failed"],
@@ -247,7 +252,21 @@ def run_runner(peer: Peer, job: Job, engine: str) -> Sample:
                   wall_s=measured.wall_s, wrapper_rss_mb=measured.peak_rss_mb, client_cpu_s=measured.cpu_s,
                   extra={"engine_reason": result["engine"]["reason"],
                          "cpu_s": result["generator"].get("cpu_s"),
-                         "event_loop": result["generator"].get("event_loop")})
+                         "event_loop": result["generator"].get("event_loop"),
+                         "verdict": result["generator"].get("verdict"),
+                         "loop_lag_p99_ms": result["generator"].get("loop_lag_p99_ms")})
+
+
+def run_runner(peer: Peer, job: Job, engine: str) -> Sample:
+    """runner with ``engine: fast`` or ``engine: aiohttp``; a refused or crashing engine is 'unavailable'."""
+    scenario = job.workdir / f"runner-{engine}.yaml"
+    scenario.write_text(RUNNER_SCENARIO.format(
+        engine=engine, concurrency=job.concurrency, slug=job.path.replace("/", "-"),
+        base_url=job.base_url, path=job.path, seconds=f"{job.duration_s:g}"))
+    result, measured = run_runner_file(scenario, job.base_url, job.timeout_s, f"engine {engine}")
+    if result["engine"]["name"] != engine:
+        raise Unavailable(f"asked for engine {engine}, runner used {result['engine']['name']}")
+    return runner_sample(result, measured)
 
 
 #: Client name -> (peer it needs, how to run it). Order is the table's order; wrk first (the ratio base).

@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 #: 1-minute load average above which the harness warns that numbers are skewed.
 BUSY_LOAD = 0.5
@@ -73,6 +74,27 @@ def busy_seconds(before: list[tuple[int, int]], after: list[tuple[int, int]]) ->
     """CPU seconds each CPU spent running processes between two :func:`cpu_jiffies` readings."""
     hertz = os.sysconf("SC_CLK_TCK")
     return [round((a[0] - b[0]) / hertz, 3) for b, a in zip(before, after, strict=False)]
+
+
+def process_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the given processes used so far (processes already gone count 0)."""
+    hertz = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return round(total / hertz, 3)
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (nginx's workers), [] when unreadable."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def load_average() -> list[float]:

@@ -10,8 +10,10 @@ several workers, and either would change the numbers.
 Bodies are static files so nginx sends a known ``Content-Length`` (no
 chunking) and serves them with ``sendfile``; ``/small`` is 138 bytes, the size
 of a tiny JSON/HTML answer, ``/large`` is 488 KiB, where copying bytes
-rather than per-request overhead dominates. ``/nginx_status`` (stub_status)
-gives the server's own request count, so no client's count is taken on trust.
+rather than per-request overhead dominates. ``/token.json`` is a tiny JSON
+document (``{"token":"abc123"}``) for the two-step flow row, whose first
+step captures ``$.token`` from it. ``/nginx_status`` (stub_status) gives the
+server's own request count, so no client's count is taken on trust.
 """
 
 from __future__ import annotations
@@ -26,8 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import child_pids, process_cpu_seconds
+
 SMALL_BYTES = 138
 LARGE_BYTES = 488 * 1024
+#: The flow row's first step GETs this and captures $.token; the second sends it back as a bearer token.
+TOKEN = "abc123"
+TOKEN_BODY = b'{"token":"%s"}' % TOKEN.encode()
 #: Open files asked for (harness, nginx worker and clients all inherit it): concurrency 1000 plus headroom.
 NOFILE_WANTED = 65536
 
@@ -67,6 +74,7 @@ http {{
         root {root}/www;
         location = /small {{ }}
         location = /large {{ }}
+        location = /token.json {{ default_type application/json; }}
         location = /nginx_status {{ stub_status; }}
         location / {{ return 404; }}
     }}
@@ -131,6 +139,9 @@ def nginx_binary() -> str | None:
 class Nginx:
     """Context manager: start nginx on a free loopback port, stop it on exit (error and Ctrl-C too)."""
 
+    label = "nginx"  # how checks name this server in notes
+    status_counts_itself = True  # stub_status counts the request that reads it
+
     def __init__(self, binary: str | None = None) -> None:
         self.binary = binary or nginx_binary()
         if self.binary is None:
@@ -176,18 +187,20 @@ class Nginx:
             (root / sub).mkdir(mode=0o755)
         (root / "www" / "small").write_bytes(_small_body())
         (root / "www" / "large").write_bytes(_large_body())
-        for name in ("small", "large"):
+        (root / "www" / "token.json").write_bytes(TOKEN_BODY)
+        for name in ("small", "large", "token.json"):
             (root / "www" / name).chmod(0o644)
 
     def _wait_ready(self, timeout_s: float = 10.0) -> None:
-        """Poll until /small answers 200 with the right length, or fail with nginx's own error text."""
+        """Poll until every file answers 200 with the right length, or fail with nginx's own error text."""
         deadline = time.monotonic() + timeout_s
         last_error = "no answer"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 break
             try:
-                for path, size in (("/small", SMALL_BYTES), ("/large", LARGE_BYTES)):
+                for path, size in (("/small", SMALL_BYTES), ("/large", LARGE_BYTES),
+                                   ("/token.json", len(TOKEN_BODY))):
                     self._check(path, size)
                 return
             except (OSError, http.client.HTTPException, AssertionError) as exc:
@@ -234,19 +247,7 @@ class Nginx:
         """User + system CPU time of nginx's processes so far: near 1 s per second means nginx was the limit."""
         if self.process is None:
             return None
-        hertz = os.sysconf("SC_CLK_TCK")
-        try:
-            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-        except OSError:
-            return None
-        total = 0
-        for pid in [str(self.process.pid), *children]:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-        return round(total / hertz, 3)
+        return process_cpu_seconds([self.process.pid, *child_pids(self.process.pid)])
 
     def stop(self) -> None:
         """Graceful stop (SIGQUIT), then SIGKILL to the process group we created if it lingers."""

@@ -162,11 +162,15 @@ def python_peer(name: str, module: str) -> Peer:
     return peer
 
 
-def find_peers(install: bool = True) -> dict[str, Peer]:
-    """Every peer by name, installing what is missing when ``install``."""
+def find_peers(install: bool = True, only: set[str] | None = None) -> dict[str, Peer]:
+    """Every peer by name (or those in ``only``), installing what is missing when ``install``."""
     apt = _Apt()
-    peers = {binary: debian_peer(binary, apt, install) for binary in DEBIAN_PEERS}
-    peers["locust"] = locust_peer(install)
-    peers["seed-style"] = python_peer("seed-style", "aiohttp")
-    peers["runner"] = python_peer("runner", "runner")
+    wanted = set(DEBIAN_PEERS) | {"locust", "seed-style", "runner"} if only is None else only
+    peers = {binary: debian_peer(binary, apt, install) for binary in DEBIAN_PEERS if binary in wanted}
+    if "locust" in wanted:
+        peers["locust"] = locust_peer(install)
+    if "seed-style" in wanted:
+        peers["seed-style"] = python_peer("seed-style", "aiohttp")
+    if "runner" in wanted:
+        peers["runner"] = python_peer("runner", "runner")
     return peers

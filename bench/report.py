@@ -51,3 +51,16 @@ def write_json(path: Path, document: dict) -> None:
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text(json.dumps(document, indent=2) + "\n")
     temporary.replace(path)
+
+
+def format_goals(goals: list[dict]) -> str:
+    """The ``goals`` summary: one line per number the issue asks for, its goal and whether it is met."""
+    header = ("#", "number", "measured", "goal", "met")
+    lines = [(str(g["item"]), g["what"], g["measured"], g.get("goal") or "-",
+              {True: "yes", False: "NO", None: "-"}[g.get("met")]) for g in goals]
+    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(header)]
+
+    def render(cells) -> str:
+        return "  ".join(c.rjust(w) if i == 2 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([render(header), "  ".join("-" * w for w in widths), *(render(c) for c in lines)])

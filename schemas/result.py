@@ -52,9 +52,9 @@ class Summary(_Strict):
     bytes: int = Field(description="Response body bytes received.")
     status_codes: dict[str, int]
     errors: dict[str, int] = Field(description=(
-        "Error class -> count, for requests that got no response. Classes: connect_refused, unreachable, "
+        "Error class -> count of failed requests. No response: connect_refused, unreachable, "
         "connect_timeout, read_timeout, reset, closed_early, protocol_error, body_too_large, dns, tls, "
-        "client_resource, cut_off, other."))
+        "client_resource, cut_off, other; a response that lacked a captured value: capture_failed."))
     error_samples: dict[str, list[str]] = Field(default_factory=dict, description=(
         "Error class -> the first distinct messages of that class (at most 5, each at most 300 characters), "
         "merged across stages and processes; secrets are masked."))

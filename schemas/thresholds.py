@@ -2,21 +2,34 @@
 
 Grammar (one string per threshold)::
 
-    [stage:NAME | request:NAME] METRIC OP VALUE [for DURATION]
+    [stage:NAME | request:NAME | flow:NAME] METRIC OP VALUE [for DURATION]
 
     p95 < 250ms                       latency percentile of the whole run
     error_rate < 0.5%                 failed / requests
     stage:steady rps >= 900           requests per second of one stage
     request:login check_rate > 99%    share of passed checks of one request name
     p99 < 1s for 10s                  fails once breached in every interval for 10 s
+    flow:checkout p95 < 2s            95th percentile of one flow's iteration duration
+    flow:checkout iteration_error_rate < 1%   iterations with a failed request / iterations
 
 METRIC is min, mean, p50, p90, p95, p99, p999, max (milliseconds; VALUE may
 carry a unit: 250ms, 1.5s), error_rate or check_rate (a ratio; 0.5% or 0.005),
-rps (per second), dropped or requests (counts). OP is <, <=, >, >= or ==.
+rps (per second), dropped, requests or skipped (counts). OP is <, <=, >, >= or ==.
+
+``flow:NAME`` judges one flow (``by_flow[]`` of the result). A user of a flow
+feels the whole iteration, so there the latency metrics are the *iteration
+duration* (think time included, as k6's ``iteration_duration``), and the flow
+adds iterations, iterations_failed (counts), iteration_error_rate (a ratio)
+and iterations_per_s; requests, error_rate, skipped and dropped are those of
+the flow's steps. The iteration metrics exist only per flow, and a flow has
+no ``rps`` (use iterations_per_s) nor ``check_rate`` (checks are kept per
+request name; use ``request:NAME``). A flow threshold takes no window: the
+time series is kept per stage, not per flow, so there is nothing to follow.
 
 Whatever the metric, a threshold whose scope completed no request and
-scheduled no arrival fails with "no data" (``runner/thresholds.py``): a
-count or a rate of zero over nothing is not a measurement. A windowed rps
+scheduled no arrival (a flow: ran no iteration, sent no request and dropped
+no arrival) fails with "no data" (``runner/thresholds.py``): a count or a
+rate of zero over nothing is not a measurement. A windowed rps
 takes each interval's rate over the time it covered (its ``span_s``).
 """
 
@@ -32,14 +45,18 @@ from .base import Model
 from .units import parse_duration
 
 LATENCY_METRICS = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
-RATIO_METRICS = ("error_rate", "check_rate")
-METRICS = LATENCY_METRICS + RATIO_METRICS + ("rps", "dropped", "requests")
+RATIO_METRICS = ("error_rate", "check_rate", "iteration_error_rate")
+#: Metrics of a flow's iterations: they only make sense with ``flow:NAME``.
+ITERATION_METRICS = ("iterations", "iterations_failed", "iteration_error_rate", "iterations_per_s")
+METRICS = LATENCY_METRICS + ("error_rate", "check_rate", "rps", "dropped", "requests", "skipped") + ITERATION_METRICS
+#: What ``flow:NAME`` can judge (latency metrics there are the iteration duration).
+FLOW_METRICS = LATENCY_METRICS + ITERATION_METRICS + ("error_rate", "requests", "skipped", "dropped")
 #: Metrics that a windowed threshold can follow interval by interval.
 WINDOW_METRICS = ("p50", "p90", "p95", "p99", "p999", "max", "error_rate", "rps", "dropped")
 OPERATORS = ("<=", ">=", "==", "<", ">")
 
 _EXPRESSION = re.compile(
-    r"^\s*(?:(?P<scope>stage|request):(?P<target>\S+)\s+)?"
+    r"^\s*(?:(?P<scope>stage|request|flow):(?P<target>\S+)\s+)?"
     r"(?P<metric>[a-z_0-9]+)\s*(?P<op><=|>=|==|<|>)\s*(?P<value>[^\s]+(?:\s*/\s*s)?)"
     r"(?:\s+for\s+(?P<window>\S+))?\s*$"
 )
@@ -49,7 +66,7 @@ class Threshold(Model):
     """A parsed threshold; ``expression`` keeps the text as written."""
 
     expression: str
-    scope: Literal["total", "stage", "request"] = "total"
+    scope: Literal["total", "stage", "request", "flow"] = "total"
     target: str | None = None
     metric: str
     op: str
@@ -69,6 +86,9 @@ def parse_threshold(value: Any) -> Any:
     metric = match["metric"]
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r} in threshold {value!r}; use one of {', '.join(METRICS)}")
+    scope_problem = _scope_problem(match["scope"], metric)
+    if scope_problem:
+        raise ValueError(f"threshold {value!r}: {scope_problem}")
     raw = match["value"].replace(" ", "")
     try:
         expected, unit = _parse_value(metric, raw)
@@ -79,6 +99,9 @@ def parse_threshold(value: Any) -> Any:
         window = parse_duration(match["window"])
         if window <= 0:
             raise ValueError(f"threshold {value!r}: the window must be > 0")
+        if match["scope"] == "flow":
+            raise ValueError(f"threshold {value!r}: a flow threshold takes no window (the time series is kept "
+                             f"per stage, not per flow); drop 'for {match['window']}' or use a stage scope")
         if metric not in WINDOW_METRICS:
             raise ValueError(f"threshold {value!r}: '{metric}' cannot be followed over a window; "
                              f"use one of {', '.join(WINDOW_METRICS)}")
@@ -96,6 +119,17 @@ def parse_threshold(value: Any) -> Any:
     }
 
 
+def _scope_problem(scope: str | None, metric: str) -> str | None:
+    """Why ``metric`` cannot be judged in ``scope`` (None when it can)."""
+    if scope == "flow" and metric not in FLOW_METRICS:
+        instead = {"rps": "iterations_per_s", "check_rate": "request:NAME check_rate"}.get(metric)
+        hint = f" (use {instead})" if instead else ""
+        return f"'{metric}' is not measured per flow{hint}; a flow has {', '.join(FLOW_METRICS)}"
+    if scope != "flow" and metric in ITERATION_METRICS:
+        return f"'{metric}' is measured per flow: write 'flow:NAME {metric} ...'"
+    return None
+
+
 def _parse_value(metric: str, raw: str) -> tuple[float, str]:
     if metric in LATENCY_METRICS:
         if re.fullmatch(r"\d+(\.\d+)?", raw):
@@ -110,7 +144,7 @@ def _parse_value(metric: str, raw: str) -> tuple[float, str]:
         if not 0.0 <= ratio <= 1.0:
             raise ValueError("a rate must be between 0 and 1 (or 0% and 100%)")
         return ratio, "ratio"
-    if metric == "rps":
+    if metric in ("rps", "iterations_per_s"):
         return float(raw.removesuffix("/s")), "per_s"
     if not raw.isdigit():
         raise ValueError(f"'{metric}' is a count: give a whole number")
@@ -122,8 +156,8 @@ ThresholdSpec = Annotated[
     BeforeValidator(parse_threshold),
     WithJsonSchema({
         "type": "string",
-        "description": "[stage:NAME | request:NAME] METRIC OP VALUE [for DURATION], e.g. 'p95 < 250ms'.",
-        "pattern": r"^\s*((stage|request):\S+\s+)?[a-z_0-9]+\s*(<=|>=|==|<|>)\s*\S+(\s+for\s+\S+)?\s*$",
+        "description": "[stage:NAME | request:NAME | flow:NAME] METRIC OP VALUE [for DURATION], e.g. 'p95 < 250ms'.",
+        "pattern": r"^\s*((stage|request|flow):\S+\s+)?[a-z_0-9]+\s*(<=|>=|==|<|>)\s*\S+(\s+for\s+\S+)?\s*$",
     }),
 ]
 
