@@ -3,10 +3,13 @@
 ``runner plan FILE`` (and ``runner run --dry-run FILE``) exists so that a user
 sees ``rate: 20000/s`` where ``2000/s`` was meant *before* it reaches a shared
 staging server. Every number here comes from the same pure functions the run
-uses -- the arrival formula (:mod:`runner.pacing`) and the split across worker
-processes (:mod:`runner.sharding`) -- so the preview and the run cannot
-disagree. Nothing in this module opens a socket, starts the built-in target
-or reads a clock.
+uses -- the arrival formula (:mod:`runner.pacing`), the split across worker
+processes (:mod:`runner.sharding`) and the way users and arrivals are given
+flows (:func:`runner.vu.weighted_cycle`) -- so the preview and the run cannot
+disagree. With flows and data files it also shows each journey step by step
+and how many rows each stage draws, and warns when a ``unique`` table is too
+small for the users that need a row. Nothing in this module opens a
+socket, starts the built-in target or reads a clock.
 """
 
 from __future__ import annotations
@@ -267,9 +270,9 @@ def _flow_mixes(plan: Plan, per_process: list[list[StagePlan]]) -> list[list[lis
             arrivals = arrival_count(stage)
             mixes.append([_flow_counts(len(range(part.seq_offset, arrivals, part.seq_step)), 0, 1, cycle,
                                        len(flows)) for part in parts])
-        else:  # users are numbered local * processes + process; a ramp reaches its larger end
-            mixes.append([_flow_counts(max(part.concurrency_start, part.concurrency_end), k, len(parts), cycle,
-                                       len(flows)) for k, part in enumerate(parts)])
+        else:  # each process mixes its own users 0, 1, 2, ... by weight; a ramp reaches its larger end
+            mixes.append([_flow_counts(max(part.concurrency_start, part.concurrency_end), 0, 1, cycle,
+                                       len(flows)) for part in parts])
     return mixes
 
 
@@ -329,8 +332,7 @@ class _DataLedger:
         """Users ``low`` up to ``high`` of a process's pool whose (closed-model) flow reads the table."""
         if high <= low:
             return 0
-        counts = _flow_counts(high - low, low * self.processes + process, self.processes, self.cycle,
-                              len(self.flows))
+        counts = _flow_counts(high - low, low, 1, self.cycle, len(self.flows))
         return sum(counts[flow.index] for flow in readers)
 
     def _shares(self, table) -> list[int]:
@@ -384,7 +386,7 @@ class _DataLedger:
         if not users_here:
             return f"{name}: no rows (no user of this stage runs {_names(readers)})"
         if not new_users:
-            return f"{name}: no new rows (its virtual users already hold one)"
+            return f"{name}: no new rows (its virtual users all started in earlier stages and drew then)"
         if not rows:
             text = f"{name}: no rows left for its {up_to}{new_users:,} new virtual user{_s(new_users)}"
         else:
@@ -499,7 +501,7 @@ class _DataLedger:
                 text += f" ({'; '.join(notes)})"
             if new_short:
                 text += f"; up to {new_short:,} iterations find none left"
-        if table.mode == "sequential" and total is not None and total > len(table):
+        if table.mode == "sequential" and (total if total is not None else rows) > len(table):
             text += f"; rows repeat: the file has {len(table):,}"
         return text
 
@@ -544,6 +546,7 @@ def _step_name(step) -> str:
     if isinstance(step, ThinkPlan) or step.name == f"{step.method} {step.path_template}":
         return ""
     return step.name
+
 
 def _closed_load(stage: StagePlan) -> str:
     if stage.concurrency_start == stage.concurrency_end:
@@ -742,4 +745,5 @@ def describe(plan: Plan, outputs: tuple[tuple[str, str], ...] | None = None) -> 
     return render(outline(plan, outputs))
 
 
-__all__ = ["PlanOutline", "ProcessShare", "StageOutline", "arrival_count", "describe", "outline", "render"]
+__all__ = ["DataUse", "FlowOutline", "PlanOutline", "ProcessShare", "StageOutline", "arrival_count", "describe",
+           "outline", "render"]

@@ -162,7 +162,7 @@ class VirtualUser:
         self.cursors = cursors
         self.row_keys = row_keys
         self.drawn: set[int] = set()
-        self.cycle_position = number
+        self.cycle_position = local  # each process mixes its own users by weight (numbers stripe across processes)
 
     # -- iterations ---------------------------------------------------------------------------
 

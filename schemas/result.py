@@ -159,7 +159,7 @@ class ThresholdOutcome(_Strict):
     """A threshold as written, what was measured, and whether it held."""
 
     expression: str
-    scope: str = Field(description="'total', 'stage' or 'request'.")
+    scope: str = Field(description="'total', 'stage', 'request' or 'flow'.")
     target: str | None
     metric: str
     op: str

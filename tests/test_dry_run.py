@@ -270,3 +270,196 @@ def test_the_installed_command(tmp_path):
     done = subprocess.run([sys.executable, "-m", "runner", "plan", str(bad)],
                           capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.returncode == 2 and "bad.yaml" in done.stderr and done.stdout == ""
+
+
+# -- flows and data rows ------------------------------------------------------------------
+
+JOURNEYS = """\
+version: 1
+name: journeys
+target: {target}
+data:
+  users: {{file: users.csv, mode: unique, per: vu}}
+  skus: {{file: skus.csv, mode: sequential, per: iteration}}
+flows:
+  - name: shopper
+    weight: 3
+    once:
+      - {{name: login, method: POST, path: /login, json: {{user: "{{users.user}}"}},
+         capture: {{token: {{json: $.token}}}}}}
+    steps:
+      - {{name: list items, path: /items, headers: {{Authorization: "Bearer {{token}}"}},
+         capture: {{item: {{json: "$.items[0].id"}}, etag: {{header: ETag}}}}}}
+      - think: {{min: 5ms, max: 20ms}}
+      - {{method: POST, path: /cart, json: {{item: "{{item}}", sku: "{{skus.sku}}"}}}}
+      - {{path: /cart}}
+  - name: browser
+    steps:
+      - {{path: /items}}
+      - think: 1s
+stages:
+  - {{name: warm, requests: 1000, concurrency: 100}}
+  - {{name: soak, duration: 1m, concurrency: 1000}}
+  - {{name: peak, rate: 100/s, duration: 10s, max_in_flight: 300}}
+"""
+
+
+def write_rows(tmp_path, name: str, column: str, count: int) -> None:
+    lines = [column] + [f"{column}{i}" for i in range(count)]
+    (tmp_path / name).write_text("\n".join(lines) + "\n")
+
+
+def journeys(tmp_path, target: str = "http://127.0.0.1:9", users: int = 200, skus: int = 30):
+    write_rows(tmp_path, "users.csv", "user", users)
+    write_rows(tmp_path, "skus.csv", "sku", skus)
+    return write_scenario(tmp_path, JOURNEYS.format(target=target))
+
+
+def test_flows_are_shown_as_journeys(tmp_path, capsys):
+    code, out, _ = dry_run(capsys, "plan", str(journeys(tmp_path)))
+    assert code == 0
+    header = out.split("\nstage 1:")[0]
+    assert [line.rstrip() for line in header.splitlines()[4:15]] == [
+        "flows:    shopper: weight 3, 75% of virtual users and arrivals;"
+        " reads users (one row per virtual user), skus (one row per iteration)",
+        "            once  POST /login -> token      (login)",
+        "            loop  GET /items -> item, etag  (list items)",
+        "                  think 5ms-20ms",
+        "                  POST /cart",
+        "                  GET /cart",
+        "          browser: weight 1, 25% of virtual users and arrivals",
+        "            loop  GET /items",
+        "                  think 1s",
+        f"data:     users: {tmp_path / 'users.csv'}, 200 rows, columns user, unique per vu",
+        f"          skus: {tmp_path / 'skus.csv'}, 30 rows, columns sku, sequential per iteration",
+    ]
+    # the users of a stage split by weight exactly as the run assigns flows (user n runs cycle[n % 4])
+    assert "  flows:       shopper 75 users, browser 25 users" in out
+    assert "  flows:       shopper 750 users, browser 250 users" in out
+    assert "  flows:       shopper 750 arrivals, browser 250 arrivals" in out
+
+
+def test_a_plain_flow_keeps_its_one_line(tmp_path, capsys):
+    text = ("version: 1\nname: p\ntarget: http://127.0.0.1:9\n"
+            "flow:\n  - {path: /a, capture: {id: {header: X-Id}}}\n  - think: 10ms\n"
+            "  - {name: second, method: POST, path: '/b/{id}'}\nstages: [{requests: 5, concurrency: 1}]\n")
+    code, out, _ = dry_run(capsys, "plan", str(write_scenario(tmp_path, text)))
+    assert code == 0
+    assert "flow:     GET /a -> id | think 10ms | POST /b/{id}\n" in out
+    assert "flows:" not in out and "  data:        none" in out
+
+
+def test_data_rows_per_stage_and_the_unique_shortage(tmp_path, capsys):
+    scenario = journeys(tmp_path)
+    plan = compile_scenario(load_scenario(scenario), scenario)
+    warm, soak, peak = outline(plan).stages
+    users = [stage.data[0] for stage in (warm, soak, peak)]
+    skus = [stage.data[1] for stage in (warm, soak, peak)]
+
+    # per vu, closed: one row per shopper user; users persist, so soak adds only its new ones
+    assert [(u.need, u.rows, u.total, u.short, u.exact) for u in users[:2]] == [(75, 75, 75, 0, True),
+                                                                               (750, 125, 200, 550, True)]
+    assert users[0].warning is None
+    assert users[1].warning == "users: 200 rows, but 750 virtual users need one each: 550 will stop at once"
+    # open: the 300 in-flight slots are users 0-299; the 75 of them that ran "browser" so far may now
+    # get a "shopper" arrival and look for a row: an upper bound, so the warning says "may"
+    assert (users[2].need, users[2].rows, users[2].short, users[2].exact) == (825, 0, 625, False)
+    assert users[2].warning == ("users: 200 rows, but up to 825 virtual users may need one each:"
+                                " up to 625 may stop at once")
+
+    # per iteration: requests / requests per iteration, plus each user's last, cut-short iteration;
+    # unknown for a stage bound by duration; one per arrival of a flow that reads it
+    assert skus[0].rows == 75 + (1000 - 75) // 3
+    assert (skus[1].rows, skus[1].total) == (None, None)
+    assert skus[2].rows == 750 and skus[2].warning is None  # sequential: rows repeat, nobody stops
+
+    code, out, _ = dry_run(capsys, "plan", str(scenario))
+    assert code == 0
+    blocks = out.split("\nstage ")
+    assert "  data:        users: 75 rows, one per virtual user\n" in blocks[1]
+    assert ("               skus: at most 383 rows, one per iteration (1,000 requests, 3 per iteration);"
+            " rows repeat: the file has 30\n") in blocks[1]
+    assert ("  data:        users: 125 more rows, one per new virtual user (200 in all); 550 find none left\n"
+            "               warning: users: 200 rows, but 750 virtual users need one each: 550 will stop at once\n"
+            "               skus: one row per iteration, as many as the server answers in 60s"
+            " (not known before the run)\n") in blocks[2]
+    assert ("  data:        users: no rows left for its up to 75 new virtual users"
+            " (open model: a user per request in flight, at most 300)\n") in blocks[3]
+    assert "skus: at most 750 rows, one per arrival running flow shopper; rows repeat" in blocks[3]
+    # the warning is repeated at the end, where it is read last before sending
+    assert out.endswith("warnings (read before sending):\n"
+                        "  stage soak: users: 200 rows, but 750 virtual users need one each: 550 will stop at once\n"
+                        "  stage peak: users: 200 rows, but up to 825 virtual users may need one each:"
+                        " up to 625 may stop at once\n"
+                        "\ndry run: nothing was sent and no server was started.\n")
+
+
+def test_the_shortage_message_for_one_flow(tmp_path, capsys):
+    write_rows(tmp_path, "users.csv", "user", 200)
+    text = ("version: 1\nname: one\ntarget: http://127.0.0.1:9\ndata: {users: {file: users.csv, mode: unique}}\n"
+            "flows: [{name: login, steps: [{path: '/login/{users.user}'}]}]\n"
+            "stages: [{duration: 1m, concurrency: 1000}]\n")
+    code, out, _ = dry_run(capsys, "plan", str(write_scenario(tmp_path, text)))
+    assert code == 0
+    assert "flows:    login: all virtual users; reads users (one row per virtual user)" in out
+    assert "warning: users: 200 rows, but 1,000 virtual users need one each: 800 will stop at once\n" in out
+    # a table big enough says so without a warning; users of a later, smaller stage keep their rows
+    write_rows(tmp_path, "users.csv", "user", 1000)
+    text = text.replace("stages: [", "stages: [{requests: 50, concurrency: 10}, ").replace(
+        "concurrency: 1000}]", "concurrency: 1000}, {requests: 20, concurrency: 5}]")
+    code, out, _ = dry_run(capsys, "plan", str(write_scenario(tmp_path, text)))
+    assert "  data:        users: 10 rows, one per virtual user\n" in out
+    assert "  data:        users: 990 more rows, one per new virtual user (1,000 in all)\n" in out
+    assert "  data:        users: no new rows (its virtual users all started in earlier stages and drew then)\n" in out
+    assert "warning" not in out
+    # per iteration: 50 requests of 1 per iteration need 50 rows, and only 40 are unique
+    write_rows(tmp_path, "users.csv", "user", 40)
+    code, out, _ = dry_run(capsys, "plan", str(write_scenario(tmp_path, text.replace("mode: unique",
+                                                                                     "mode: unique, per: iteration"))))
+    assert code == 0
+    assert "users: at most 40 rows, one per iteration (50 requests, 1 per iteration); up to 10 iterations" in out
+    assert ("warning: users: 40 rows, but up to 50 iterations may need one each: up to 10 find none,"
+            " and each user that finds none stops\n") in out
+    assert "users stop once all 40 rows are used" in out  # the stage bound by duration alone
+
+
+def test_each_worker_process_mixes_its_own_users_so_unique_rows_suffice(tmp_path, capsys):
+    # Weights 1:1 and 2 processes of 20 users each: every process runs 10 "reader" users,
+    # so each process's own 15 of the 30 rows are enough.
+    write_rows(tmp_path, "users.csv", "user", 30)
+    text = ("version: 1\nname: split\ntarget: http://127.0.0.1:9\nworkers: 2\n"
+            "data: {users: {file: users.csv, mode: unique, per: vu}}\n"
+            "flows: [{name: reader, steps: [{path: '/?u={users.user}'}]}, {name: other, steps: [{path: /}]}]\n"
+            "stages: [{name: main, requests: 200, concurrency: 40}]\n")
+    plan = plan_of(tmp_path, text)
+    (stage,) = outline(plan).stages
+    assert [plan.data[0].share(k, 2) for k in range(2)] == [15, 15]
+    (use,) = stage.data
+    assert (use.need, use.total, use.short) == (20, 20, 0) and not use.warning
+    code, out, _ = dry_run(capsys, "plan", str(write_scenario(tmp_path, text)), "--set", "stages.0.concurrency=80")
+    assert code == 0 and "users: 30 rows, but 40 virtual users need one each: 10 will stop at once" in out
+
+
+def test_predicted_rows_match_a_real_run(tmp_path, builtin_target):
+    write_rows(tmp_path, "users.csv", "user", 30)
+    text = (f"version: 1\nname: split\ntarget: {builtin_target.url}\nworkers: 2\n"
+            "data: {users: {file: users.csv, mode: unique, per: vu}}\n"
+            "flows: [{name: reader, steps: [{path: '/?u={users.user}'}]}, {name: other, steps: [{path: /}]}]\n"
+            "stages: [{name: a, requests: 100, concurrency: 10}, {name: b, requests: 200, concurrency: 40}]\n")
+    predicted = [stage.data[0].total for stage in outline(plan_of(tmp_path, text)).stages]
+    assert predicted == [6, 20]  # 3 of each process's 5 users read, then 10 of its 20
+    scenario = write_scenario(tmp_path, text, "run.yaml")
+    out = tmp_path / "run.json"
+    assert main(["run", str(scenario), "--quiet", "--out", f"json={out}"]) == 0
+    (users,) = orjson.loads(out.read_bytes())["data"]
+    assert users["used"] == predicted[-1]
+
+
+def test_flows_and_data_send_nothing(tmp_path, capsys, counting_server):
+    scenario = journeys(tmp_path, target=counting_server.url, users=5)
+    with side_effects() as events:
+        code, out, _ = dry_run(capsys, "plan", str(scenario), "--set", "workers=3")
+        run_code, run_out, _ = dry_run(capsys, "run", "--dry-run", str(scenario))
+    assert (code, run_code) == (0, 0)
+    assert "will stop at once" in out and "will stop at once" in run_out
+    assert counting_server.counter["__all__"] == 0 and events == []

@@ -279,3 +279,237 @@ thresholds: ["rps > 150 for 1s", "stage:steady rps > 150 for 1s"]
     assert [bucket["span_s"] for bucket in full] == [1.0, 1.0]
     assert 0.4 < last["span_s"] < 0.9 and last["ok"] > 50
     assert last["rps"] == pytest.approx(last["ok"] / last["span_s"], rel=1e-3)
+
+
+# --- flow:NAME thresholds: iterations, their duration, and the flow's requests; skipped steps everywhere ---------
+
+FLOW_GATE = """\
+version: 1
+name: flow-gate
+target: builtin
+flows:
+  - name: browse
+    weight: 3
+    steps:
+      - {{name: home, path: /}}
+      - {{think: 50ms}}
+      - {{name: page, path: "/page/{{seq}}"}}
+  - name: broken                        # /items without a token: 401, the capture fails, 'second' is skipped
+    steps:
+      - {{name: first, path: /items, capture: {{token: {{json: $.token}}}}}}
+      - {{name: second, path: "/page/{{token}}"}}
+stages: [{{name: steady, concurrency: 4, duration: 1s}}]
+thresholds:
+{thresholds}"""
+
+
+def flow_block(data: dict, name: str) -> dict:
+    return next(block for block in data["by_flow"] if block["name"] == name)
+
+
+def test_flow_thresholds_that_hold_pass_and_measure_the_flow_block(tmp_path):
+    """Four users, three of them browse (think 50 ms between two pages), one loops on a failing capture."""
+    rules = [
+        "flow:browse iterations >= 5",
+        "flow:browse iterations_failed == 0",
+        "flow:browse iteration_error_rate == 0%",
+        "flow:browse p50 >= 50ms",            # the iteration duration: think time included
+        "flow:browse error_rate == 0",
+        "flow:browse requests >= 10",
+        "flow:browse iterations_per_s > 5/s",
+        "flow:browse skipped == 0",
+        "flow:broken iteration_error_rate == 100%",
+        "flow:broken error_rate > 99%",
+        "flow:broken skipped >= 1",
+    ]
+    code, data = run(tmp_path, FLOW_GATE.format(thresholds="".join(f"  - {r}\n" for r in rules)), "--quiet")
+    assert [t["passed"] for t in data["thresholds"]] == [True] * len(rules), data["thresholds"]
+    assert code == 0 and data["passed"]
+    outcome = {t["expression"]: t for t in data["thresholds"]}
+    browse, broken = flow_block(data, "browse"), flow_block(data, "broken")
+    assert outcome["flow:browse iterations >= 5"]["actual"] == browse["iterations"]
+    assert outcome["flow:browse requests >= 10"]["actual"] == browse["requests"]
+    assert outcome["flow:browse iterations_per_s > 5/s"]["actual"] == browse["iterations_per_s"]
+    assert outcome["flow:broken skipped >= 1"]["actual"] == broken["skipped"] == broken["iterations"]
+    p50 = outcome["flow:browse p50 >= 50ms"]
+    assert p50["actual"] == browse["iteration_duration_ms"]["p50"] and p50["unit"] == "ms"
+    home = next(block for block in data["by_request"] if block["name"] == "home")
+    assert home["latency_ms"]["p50"] < 50 <= p50["actual"]  # not a request latency
+    assert p50["scope"] == "flow" and p50["target"] == "browse"
+    assert p50["source"].endswith("scenario.yaml:20")
+
+
+def test_flow_thresholds_that_are_broken_fail_with_the_measured_value(tmp_path, capsys):
+    rules = [
+        "flow:browse iterations_failed > 0",
+        "flow:browse p95 < 50ms",
+        "flow:broken iteration_error_rate < 50%",
+        "flow:broken error_rate == 0",
+        "flow:browse iterations < 2",
+        "flow:browse p50 >= 50ms",            # the one that holds
+    ]
+    code, data = run(tmp_path, FLOW_GATE.format(thresholds="".join(f"  - {r}\n" for r in rules)))
+    out = capsys.readouterr().out
+    assert code == 1 and not data["passed"]
+    assert [t["passed"] for t in data["thresholds"]] == [False] * 5 + [True]
+    outcome = {t["expression"]: t for t in data["thresholds"]}
+    assert outcome["flow:browse iterations_failed > 0"]["actual"] == 0
+    assert outcome["flow:browse p95 < 50ms"]["actual"] >= 50
+    assert outcome["flow:broken iteration_error_rate < 50%"]["actual"] == 1.0
+    assert outcome["flow:broken error_rate == 0"]["actual"] == 1.0
+    assert all(t["reason"] is None for t in data["thresholds"])  # measured, not "no data"
+    assert "FAIL  flow:browse p95 < 50ms" in out and "result: FAIL" in out
+
+
+def test_a_plain_flow_is_the_flow_named_default(tmp_path, builtin_target):
+    code, data = run(tmp_path, f"""\
+version: 1
+name: default-flow
+target: {builtin_target.url}
+flow: [{{path: /}}]
+stages: [{{requests: 50, concurrency: 2}}]
+thresholds: [flow:default iterations == 50, flow:default requests == 50, flow:default p99 < 10s]
+""", "--quiet")
+    assert [t["actual"] for t in data["thresholds"]][:2] == [50, 50]
+    assert code == 0 and data["passed"]
+
+
+def test_a_flow_without_data_fails_and_iteration_metrics_need_an_iteration(tmp_path):
+    """One user, one request: it runs the weight-3 flow's 'once' step and never starts an iteration.
+
+    The weight-1 flow gets no user at all: every threshold on it is "no data",
+    even the counts that would read as a harmless zero. The first flow sent a
+    request, so its counts are real zeros, but it has no iteration duration.
+    """
+    code, data = run(tmp_path, """\
+version: 1
+name: no-iteration
+target: builtin
+flows:
+  - name: shopper
+    weight: 3
+    once: [{name: hello, path: /}]
+    steps: [{name: page, path: /page/x}]
+  - name: rare
+    steps: [{name: never, path: /}]
+stages: [{requests: 1, concurrency: 1}]
+thresholds:
+  - flow:rare iterations == 0
+  - flow:rare dropped == 0
+  - flow:rare skipped == 0
+  - flow:shopper p95 < 1s
+  - flow:shopper iteration_error_rate == 0
+  - flow:shopper iterations == 0
+  - flow:shopper requests == 1
+  - flow:shopper error_rate == 0
+""", "--quiet")
+    assert code == 1
+    outcomes = data["thresholds"]
+    assert [t["passed"] for t in outcomes] == [False] * 5 + [True] * 3
+    assert {t["reason"] for t in outcomes[:3]} == {
+        "no data: the flow ran no iteration, sent no request and dropped no arrival"}
+    assert {t["reason"] for t in outcomes[3:5]} == {"no data: no iteration completed"}
+    assert all(t["actual"] is None for t in outcomes[:5])
+    assert [t["actual"] for t in outcomes[5:]] == [0, 1, 0]
+
+
+def test_skipped_steps_can_be_judged_in_every_scope(tmp_path, builtin_target):
+    """Ten iterations whose capture fails: 'second' and 'third' are skipped ten times each."""
+    code, data = run(tmp_path, f"""\
+version: 1
+name: skipped
+target: {builtin_target.url}
+flows:
+  - name: broken
+    steps:
+      - {{name: first, path: /items, capture: {{token: {{json: $.token}}}}}}
+      - {{name: second, path: "/page/{{token}}"}}
+      - {{name: third, path: /page/x}}
+stages: [{{name: steady, requests: 10, concurrency: 1}}]
+thresholds:
+  - skipped == 20
+  - stage:steady skipped == 20
+  - flow:broken skipped == 20
+  - request:second skipped == 10
+  - request:first skipped == 0
+  - skipped == 0
+  - request:third skipped < 10
+""", "--quiet")
+    assert code == 1
+    assert [t["passed"] for t in data["thresholds"]] == [True] * 5 + [False] * 2
+    assert [t["actual"] for t in data["thresholds"]] == [20, 20, 20, 10, 0, 20, 10]
+    assert {t["unit"] for t in data["thresholds"]} == {"count"}
+
+
+def test_abort_on_fail_watches_flow_thresholds(tmp_path, builtin_target):
+    """Every 'failing' iteration has one good and one failing request: half its requests, all its iterations fail."""
+    started = time.monotonic()
+    code, data = run(tmp_path, f"""\
+version: 1
+name: abort-flow
+target: {builtin_target.url}
+flows:
+  - {{name: fine, steps: [{{path: /}}]}}
+  - {{name: failing, steps: [{{path: /}}, {{path: "/?status=500"}}]}}
+stages: [{{rate: 50/s, duration: 30s}}]
+thresholds:
+  - flow:fine iteration_error_rate < 10%
+  - flow:failing error_rate < 60%
+  - flow:failing iteration_error_rate < 60%
+abort_on_fail: {{delay: 1}}
+""", "--quiet")
+    assert time.monotonic() - started < 10
+    assert code == 1
+    assert data["aborted"]["reason"].startswith("threshold failed: flow:failing iteration_error_rate < 60%")
+    assert [t["passed"] for t in data["thresholds"]] == [True, True, False]
+    fine, requests, iterations = (t["actual"] for t in data["thresholds"])
+    assert fine == 0 and 0.4 < requests < 0.6 and iterations == 1.0
+
+
+def test_flow_threshold_load_errors_name_the_line(tmp_path, capsys):
+    path = write_scenario(tmp_path, """\
+version: 1
+name: flow-typos
+target: builtin
+flows:
+  - name: checkout
+    steps: [{name: pay, path: /}]
+  - name: browse
+    steps: [{name: home, path: /}]
+stages: [{name: steady, requests: 10, concurrency: 1}]
+thresholds:
+  - flow:checkout p95 < 2s
+  - request:pay p95 < 1s
+  - flow:chekout p95 < 2s
+  - flow:browse p95 < 2s for 10s
+  - iterations > 5
+  - flow:browse rps > 5
+  - flow:browse check_rate > 99%
+  - stage:steady iteration_error_rate < 1%
+  - flow:browse iterations_failed == 0.5
+""")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:11:" not in err and f"{path}:12:" not in err  # a real flow, and a step of a named flow
+    assert f"{path}:13:" in err and "no flow named 'chekout' (did you mean 'checkout'?); flows: checkout, browse" in err
+    assert f"{path}:14:" in err and "a flow threshold takes no window" in err
+    assert f"{path}:15:" in err and "'iterations' is measured per flow: write 'flow:NAME iterations ...'" in err
+    assert f"{path}:16:" in err and "'rps' is not measured per flow (use iterations_per_s)" in err
+    assert f"{path}:17:" in err and "'check_rate' is not measured per flow (use request:NAME check_rate)" in err
+    assert f"{path}:18:" in err and "'iteration_error_rate' is measured per flow" in err
+    assert f"{path}:19:" in err and "'iterations_failed' is a count: give a whole number" in err
+
+
+def test_a_plain_flow_can_only_be_named_default(tmp_path, capsys):
+    path = write_scenario(tmp_path, """\
+version: 1
+name: plain
+target: builtin
+flow: [{path: /}]
+stages: [{requests: 10, concurrency: 1}]
+thresholds: [flow:default p95 < 1s, flow:main p95 < 1s]
+""")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:6:" in err and "no flow named 'main'; flows: default" in err
+    assert err.count("no flow named") == 1  # flow:default is known
