@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner.metrics.quantiles import LATENCY_KEYS
+
 from .flows import data_usage, shown_flows, skipped_by_request, stage_flows
 
-_LATENCY_KEYS = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
+_LATENCY_KEYS = LATENCY_KEYS
 #: Error samples shown per class, and the width a sample is cut to: a hint, the JSON has them all.
 _SAMPLES_SHOWN = 2
 _SAMPLE_WIDTH = 100

@@ -39,6 +39,8 @@ import csv
 import io
 from typing import Any
 
+from runner.metrics.quantiles import INTERVAL_KEYS
+
 COLUMNS = (
     "kind", "stage", "request", "t",
     "requests", "sent", "ok", "failed", "dropped", "in_flight", "rps", "duration_s", "bytes",
@@ -47,8 +49,8 @@ COLUMNS = (
     "table", "rows", "used", "mode", "per", "exhausted",
 )
 
-_SUMMARY_LATENCY = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
-_INTERVAL_LATENCY = ("p50", "p90", "p95", "p99", "p999", "max")  # p95/p999 only in newer results
+_SUMMARY_LATENCY = (*INTERVAL_KEYS, "mean")
+_INTERVAL_LATENCY = INTERVAL_KEYS  # p95/p999 only in newer results
 
 
 def _summary_row(kind: str, stage: str, request: str, block: dict[str, Any]) -> dict[str, Any]:

@@ -16,13 +16,15 @@ import datetime as _dt
 from html import escape
 from typing import Any
 
+from runner.metrics.quantiles import INTERVAL_KEYS, LATENCY_KEYS
+
 from .flows import data_usage, failed_share, shown_flows, stage_flows
 from .junit import aggregated_checks, format_value, scope_label
 from .svg import Band, BarSeries, Series, bar_chart, line_chart
 
-_PERCENTILES = ("p50", "p90", "p95", "p99", "p999", "max")
+_PERCENTILES = INTERVAL_KEYS
 _PERCENTILE_LABELS = {"p999": "p99.9"}
-_LATENCY_COLS = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
+_LATENCY_COLS = LATENCY_KEYS
 _STAGE_COLORS = ("#6366f1", "#0ea5e9", "#14b8a6", "#f59e0b", "#ec4899")
 
 _CSS = """

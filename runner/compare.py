@@ -32,7 +32,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-LATENCY_METRICS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
+from .metrics.quantiles import INTERVAL_KEYS
+
+LATENCY_METRICS = (*INTERVAL_KEYS, "mean")
 METRICS = LATENCY_METRICS + ("error_rate", "rps")
 DEFAULT_LIMITS: dict[str, float] = {"p95": 0.10, "p99": 0.10, "error_rate": 0.01, "rps": 0.10}
 

@@ -16,13 +16,14 @@ from urllib.parse import unquote, unquote_plus
 from .metrics.histogram import RELATIVE_ERROR, Histogram
 from . import __version__
 from .health import LAG_P99_LIMIT_MS, RATE_MET_RATIO
+from .metrics.quantiles import QUANTILES
 from .metrics.recorder import FlowStats, RequestStats
 from .metrics.timeseries import Bucket, merge_series
 from .secrets import redact
 from .thresholds import check_summary, evaluate
 
 #: Quantiles reported under ``latency_ms``: key -> q.
-PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999))
+PERCENTILES = QUANTILES
 RESULT_FORMAT_VERSION = 1
 
 

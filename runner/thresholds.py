@@ -29,8 +29,10 @@ from typing import Any, Iterable
 
 from schemas.thresholds import LATENCY_METRICS, Threshold
 
+from .metrics.quantiles import INTERVAL_KEYS
+
 _OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
-_INTERVAL_QUANTILES = {"p50", "p90", "p95", "p99", "p999", "max"}
+_INTERVAL_QUANTILES = frozenset(INTERVAL_KEYS)
 _NO_DATA = "no data: no request completed and no arrival was scheduled"
 _NO_ITERATION = "no data: no iteration completed"
 

@@ -41,10 +41,12 @@ from typing import Any, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema
 from typing import Annotated
 
+from runner.metrics.quantiles import INTERVAL_KEYS, LATENCY_KEYS
+
 from .base import Model
 from .units import parse_duration
 
-LATENCY_METRICS = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
+LATENCY_METRICS = LATENCY_KEYS
 RATIO_METRICS = ("error_rate", "check_rate", "iteration_error_rate")
 #: Metrics of a flow's iterations: they only make sense with ``flow:NAME``.
 ITERATION_METRICS = ("iterations", "iterations_failed", "iteration_error_rate", "iterations_per_s")
@@ -52,7 +54,7 @@ METRICS = LATENCY_METRICS + ("error_rate", "check_rate", "rps", "dropped", "requ
 #: What ``flow:NAME`` can judge (latency metrics there are the iteration duration).
 FLOW_METRICS = LATENCY_METRICS + ITERATION_METRICS + ("error_rate", "requests", "skipped", "dropped")
 #: Metrics that a windowed threshold can follow interval by interval.
-WINDOW_METRICS = ("p50", "p90", "p95", "p99", "p999", "max", "error_rate", "rps", "dropped")
+WINDOW_METRICS = (*INTERVAL_KEYS, "error_rate", "rps", "dropped")
 OPERATORS = ("<=", ">=", "==", "<", ">")
 
 _EXPRESSION = re.compile(

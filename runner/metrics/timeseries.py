@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from .histogram import BUCKET_COUNT, Histogram
 from .recorder import RequestStats
 
-_QUANTILES = (("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999))
+from .quantiles import QUANTILES as _QUANTILES
 
 
 @dataclass(slots=True)
