@@ -18,6 +18,7 @@ no engine and no report ever sees them.
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote_plus
 
@@ -153,7 +154,7 @@ class _Context:
                 header_templates.append((name, template))
             if name.lower() in SENSITIVE_HEADERS and template.constant is not None:
                 self.secrets.add(template.constant)
-        target = self.template(step.path + _query_suffix(step.query, step.path))
+        target = self._target(step.path, step.query)
         body = body_template.constant if body_template is not None else None
         if isinstance(body, str):
             body = body.encode()
@@ -191,6 +192,16 @@ class _Context:
         self.requests.append(request)
         return request
 
+    def _target(self, path: str, query: dict) -> Template:
+        """Path and query as one template: query keys and values are form-encoded, rendered values per request."""
+        pieces = list(self.template(path).pieces)
+        for position, (key, value) in enumerate(query.items()):
+            separator = "&" if position or "?" in path else "?"
+            pieces.append(separator + quote_plus(str(key)) + "=")
+            for piece in self.template(str(value)).pieces:
+                pieces.append(quote_plus(piece) if type(piece) is str else partial(_form_quoted, piece))
+        return Template(path + _query_suffix(query, path), tuple(_joined_literals(pieces)))
+
     def _body(self, step):
         if step.json_body is not None:
             return compile_json(step.json_body, self.scenario.vars, self.secrets, self.base_dir)
@@ -211,6 +222,20 @@ def _query_suffix(query: dict, path: str) -> str:
         return ""
     parts = [f"{quote_plus(str(k))}={v}" for k, v in query.items()]
     return ("&" if "?" in path else "?") + "&".join(parts)
+
+
+def _form_quoted(render, user) -> str:
+    return quote_plus(render(user))
+
+
+def _joined_literals(pieces: list) -> list:
+    merged: list = []
+    for piece in pieces:
+        if type(piece) is str and merged and type(merged[-1]) is str:
+            merged[-1] += piece
+        elif piece != "":
+            merged.append(piece)
+    return merged
 
 
 def _texts(step) -> list[str]:

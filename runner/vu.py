@@ -266,11 +266,13 @@ class VirtualUser:
         """Record the iteration (when it ran to its end) and go on: next iteration, or back to idle."""
         run = self.run
         flow = self.flow
+        if self.in_once and self.position > self.in_once:
+            # every once step was answered (a failed capture would have cleared in_once), even
+            # if the stage's budget then cut the loop short: the next stage does not log in again
+            self.once_done.add(flow.index)
         if counted:
             stats = run.flows[flow.index]
             stats.iteration((_perf_ns() - self.iteration_start) // 1000, self.iteration_failed)
-            if self.in_once:
-                self.once_done.add(flow.index)
         if run.open:
             self.due_ns = 0
             if self.exhausted:

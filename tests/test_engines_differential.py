@@ -558,3 +558,93 @@ def test_auto_selection(tmp_path):
     assert select_engine(plan, "https://example.invalid")[0] is FastEngine
     with pytest.raises(FastEngineUnsupported, match="https"):
         FastEngine(plan, "https://example.invalid")
+
+
+# -- flows: what a virtual user sends depends on what it received ----------------------------------
+
+FLOW = """\
+version: 1
+name: differential-flow
+target: {target}
+engine: {engine}
+vars: {{tenant: acme}}
+flows:
+  - name: journey
+    once:
+      - name: login
+        method: POST
+        path: /login
+        form: {{user: "ann {{vu}}", tenant: "{{tenant}}"}}
+        capture: {{token: {{json: $.token}}, session: {{cookie: sid}}}}
+    steps:
+      - name: list
+        path: /list
+        query: {{page: "{{iteration}}", q: "a b&c"}}
+        headers: {{Authorization: "Bearer {{token}}"}}
+        capture: {{first: {{json: "$.ids[0]"}}, etag: {{header: ETag}}, word: {{regex: 'w=(\\w+)'}}}}
+      - name: add
+        method: POST
+        path: "/items/{{first}}"
+        headers: {{If-Match: "{{etag}}", X-Word: "{{word}}"}}
+        json: {{id: "{{first}}", note: "from {{session}}", tags: ["{{tenant}}", 2]}}
+stages:
+  - {{requests: 1, concurrency: 1}}
+  - {{requests: 21, concurrency: 1}}
+"""
+
+
+def recording_app(seen: list) -> web.Application:
+    """Answers each step of FLOW and records exactly what arrived (method, path, query, headers, body)."""
+    async def record(request: web.Request) -> None:
+        keep = ("authorization", "cookie", "if-match", "x-word", "content-type")
+        headers = tuple(sorted((k.lower(), v) for k, v in request.headers.items() if k.lower() in keep))
+        seen.append((request.method, request.path_qs, headers, await request.read()))
+
+    async def login(request: web.Request) -> web.Response:
+        await record(request)
+        response = web.json_response({"token": "t-123"})
+        response.set_cookie("sid", "s-9", path="/")
+        response.set_cookie("theme", "dark", path="/")
+        return response
+
+    async def listing(request: web.Request) -> web.Response:
+        await record(request)
+        page = int(request.query["page"])
+        return web.json_response({"ids": [40 + page, 7]}, headers={"ETag": f'"v{page}"'},
+                                 text=None, dumps=lambda d: f'{{"ids": {d["ids"]}, "x": "w=word{page}"}}')
+
+    async def add(request: web.Request) -> web.Response:
+        await record(request)
+        return web.json_response({"ok": True}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/login", login)
+    app.router.add_get("/list", listing)
+    app.router.add_post("/items/{id}", add)
+    return app
+
+
+def test_flow_requests_arrive_identically_from_both_engines(tmp_path):
+    received = {}
+    for engine in ENGINES:
+        seen: list = []
+        with ThreadedServer(recording_app(seen)) as server:
+            file = tmp_path / f"flow-{engine}.yaml"
+            file.write_text(FLOW.format(target=server.url, engine=engine))
+            plan = compile_scenario(load_scenario(file), file)
+            totals, _ = run_plan(plan, server.url)
+        assert totals.requests == 22 and totals.failed == 0 and totals.skipped == 0
+        received[engine] = seen
+    fast, reference = received["fast"], received["aiohttp"]
+    assert len(fast) == 22 and fast == reference
+    login, first_list, first_add = fast[0], fast[1], fast[2]
+    assert login[0:2] == ("POST", "/login") and login[3] == b"user=ann+0&tenant=acme"
+    assert ("content-type", "application/x-www-form-urlencoded") in login[2]
+    # stage 1's budget ended iteration 0 after the login; the login is not repeated in stage 2
+    assert [r[1] for r in fast].count("/login") == 1
+    assert first_list[1] == "/list?page=1&q=a+b%26c" and ("authorization", "Bearer t-123") in first_list[2]
+    assert ("cookie", "sid=s-9; theme=dark") in first_list[2]  # the user's jar, sent back
+    assert first_add[1] == "/items/41"
+    assert ("if-match", '"v1"') in first_add[2] and ("x-word", "word1") in first_add[2]
+    assert first_add[3] == b'{"id":41,"note":"from s-9","tags":["acme",2]}'  # a captured number stays a number
+    assert fast[-2][1] == "/items/50" and fast[-1][1].startswith("/list?page=11&")  # budget ends mid-iteration
