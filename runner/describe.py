@@ -185,35 +185,10 @@ def outline(plan: Plan, outputs: tuple[tuple[str, str], ...] | None = None) -> P
 
 
 def _stage_outline(stage: StagePlan, process_stages: list[StagePlan]) -> StageOutline:
-    if stage.model == "open":
-        return _open_stage(stage, process_stages)
-    return _closed_stage(stage, process_stages)
+    """Each load model describes its own stages (:func:`runner.models.closed.describe`, ``open.describe``)."""
+    from .models import MODELS
 
-
-def _closed_stage(stage: StagePlan, process_stages: list[StagePlan]) -> StageOutline:
-    """Workers send back to back: the count is exact when given, the duration when given."""
-    processes = tuple(ProcessShare(part.requests, max(part.concurrency_start, part.concurrency_end))
-                      for part in process_stages)
-    return StageOutline(
-        name=stage.name, model="closed", load=_closed_load(stage), requests=stage.requests,
-        requests_capped=stage.requests is not None and stage.duration_s is not None,
-        duration_s=stage.duration_s, grace_s=stage.grace_s, connections=stage.concurrency,
-        processes=processes, rate_samples=(),
-    )
-
-
-def _open_stage(stage: StagePlan, process_stages: list[StagePlan]) -> StageOutline:
-    """Arrivals follow the timeline: their count and the time the last is due are known exactly."""
-    timeline = ArrivalTimeline(stage.rate_start, stage.rate_end, stage.duration_s)
-    arrivals = arrival_count(stage)
-    window_s = stage.duration_s if arrivals == timeline.total() else timeline.due(arrivals)
-    processes = tuple(ProcessShare(len(range(part.seq_offset, arrivals, part.seq_step)), part.max_in_flight)
-                      for part in process_stages)
-    return StageOutline(
-        name=stage.name, model="open", load=_open_load(stage), requests=arrivals, requests_capped=False,
-        duration_s=window_s, grace_s=stage.grace_s, connections=sum(p.connections for p in processes),
-        processes=processes, rate_samples=_rate_samples(timeline, window_s),
-    )
+    return MODELS[stage.model].describe(stage, process_stages)
 
 
 def arrival_count(stage: StagePlan) -> int:
@@ -223,7 +198,7 @@ def arrival_count(stage: StagePlan) -> int:
     return min(bounds)
 
 
-def _rate_samples(timeline: ArrivalTimeline, window_s: float) -> tuple[tuple[float, float], ...]:
+def rate_samples(timeline: ArrivalTimeline, window_s: float) -> tuple[tuple[float, float], ...]:
     if timeline.rate_start == timeline.rate_end:
         return ((0.0, timeline.rate_start),)
     times = [window_s * i / (RAMP_ROWS - 1) for i in range(RAMP_ROWS)]
@@ -548,18 +523,6 @@ def _step_name(step) -> str:
     return step.name
 
 
-def _closed_load(stage: StagePlan) -> str:
-    if stage.concurrency_start == stage.concurrency_end:
-        return f"{stage.concurrency_end:,} workers"
-    return f"{stage.concurrency_start:,} -> {stage.concurrency_end:,} workers"
-
-
-def _open_load(stage: StagePlan) -> str:
-    if stage.rate_start == stage.rate_end:
-        return f"{_rate(stage.rate_start)}, at most {stage.max_in_flight:,} in flight"
-    return f"{_rate(stage.rate_start)} -> {_rate(stage.rate_end)}, at most {stage.max_in_flight:,} in flight"
-
-
 # -- text ------------------------------------------------------------------------------------
 
 
@@ -716,11 +679,11 @@ def _rate_chart(stages: tuple[StageOutline, ...]) -> list[str]:
             bar = "#" * max(1, round(CHART_WIDTH * rate / peak)) if rate > 0 else ""
             span = f" for {_duration(stage.duration_s)}" if constant else ""
             lines.append(f"  {stage.name:<{name_width}}  {'+' + _duration(seconds):>7}  "
-                         f"{bar:<{CHART_WIDTH}}  {_rate(rate)}{span}")
+                         f"{bar:<{CHART_WIDTH}}  {rate_text(rate)}{span}")
     return lines
 
 
-def _rate(per_second: float) -> str:
+def rate_text(per_second: float) -> str:
     return f"{per_second:,.0f}/s" if per_second >= 10 else f"{per_second:.3g}/s"
 
 

@@ -1,7 +1,7 @@
 """Load models: how a stage decides when virtual users send (one module per model).
 
 Each model module owns its stage's run (``run``), how a stage is split across
-worker processes (``share``) and how it is described before a run
+worker processes (``share``) and how it is described in a dry run
 (``describe``). :data:`MODELS` maps a stage's ``model`` to its module.
 """
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import TYPE_CHECKING
 
 from ..pacing import ramp_value, split_evenly
 from ..plan import StagePlan
+
+if TYPE_CHECKING:
+    from ..describe import StageOutline
 
 
 async def run(executor, stage: StagePlan, run_state) -> None:
@@ -62,3 +66,23 @@ def share(stage: StagePlan, part: int, parts: int) -> dict:
     return dict(requests=requests, seq_offset=offset,
                 concurrency_start=split_evenly(stage.concurrency_start, active, part),
                 concurrency_end=split_evenly(stage.concurrency_end, active, part))
+
+
+def describe(stage: StagePlan, process_stages: list[StagePlan]) -> StageOutline:
+    """For the dry run: users send back to back, so the count is exact when given, the duration when given."""
+    from ..describe import ProcessShare, StageOutline
+
+    processes = tuple(ProcessShare(part.requests, max(part.concurrency_start, part.concurrency_end))
+                      for part in process_stages)
+    return StageOutline(
+        name=stage.name, model="closed", load=_closed_load(stage), requests=stage.requests,
+        requests_capped=stage.requests is not None and stage.duration_s is not None,
+        duration_s=stage.duration_s, grace_s=stage.grace_s, connections=stage.concurrency,
+        processes=processes, rate_samples=(),
+    )
+
+
+def _closed_load(stage: StagePlan) -> str:
+    if stage.concurrency_start == stage.concurrency_end:
+        return f"{stage.concurrency_end:,} workers"
+    return f"{stage.concurrency_start:,} -> {stage.concurrency_end:,} workers"

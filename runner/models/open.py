@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import TYPE_CHECKING
 import time
 
 from ..pacing import ArrivalTimeline
 from ..plan import StagePlan
+
+if TYPE_CHECKING:
+    from ..describe import StageOutline
 
 #: A send this much later than its due time counts as late (it is still measured from the due time).
 LATE_AFTER_S = 0.010
@@ -81,3 +85,27 @@ async def run(executor, stage: StagePlan, run_state) -> None:
 def share(stage: StagePlan, part: int, parts: int) -> dict:
     """Process ``part`` of ``parts`` takes every ``parts``-th arrival of the one global timeline."""
     return dict(seq_offset=part, seq_step=parts, max_in_flight=max(1, math.ceil(stage.max_in_flight / parts)))
+
+
+def describe(stage: StagePlan, process_stages: list[StagePlan]) -> StageOutline:
+    """For the dry run: arrivals follow the timeline, so their count and the time the last is due are exact."""
+    from ..describe import ProcessShare, StageOutline, arrival_count, rate_samples
+
+    timeline = ArrivalTimeline(stage.rate_start, stage.rate_end, stage.duration_s)
+    arrivals = arrival_count(stage)
+    window_s = stage.duration_s if arrivals == timeline.total() else timeline.due(arrivals)
+    processes = tuple(ProcessShare(len(range(part.seq_offset, arrivals, part.seq_step)), part.max_in_flight)
+                      for part in process_stages)
+    return StageOutline(
+        name=stage.name, model="open", load=_open_load(stage), requests=arrivals, requests_capped=False,
+        duration_s=window_s, grace_s=stage.grace_s, connections=sum(p.connections for p in processes),
+        processes=processes, rate_samples=rate_samples(timeline, window_s),
+    )
+
+
+def _open_load(stage: StagePlan) -> str:
+    from ..describe import rate_text
+
+    if stage.rate_start == stage.rate_end:
+        return f"{rate_text(stage.rate_start)}, at most {stage.max_in_flight:,} in flight"
+    return f"{rate_text(stage.rate_start)} -> {rate_text(stage.rate_end)}, at most {stage.max_in_flight:,} in flight"
