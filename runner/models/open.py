@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import TYPE_CHECKING
 import time
+from typing import TYPE_CHECKING
 
 from ..pacing import ArrivalTimeline
 from ..plan import StagePlan
