@@ -27,12 +27,12 @@ def flow_problems(data: dict, locate: Locate, source: str) -> tuple[list[Problem
     tables = _read_tables(data, locate, source, problems)
     columns = {f"{name}.{column}" for name, table in tables.items() for column in table.columns}
     variables = data.get("vars") if isinstance(data.get("vars"), dict) else {}
-    for base, steps in _flows(data):
+    for base, steps in step_lists(data):
         defined: set[str] = set()
         for path, step in steps:
             if not isinstance(step, dict):
                 continue
-            for field_path, text in _templates(step):
+            for field_path, text in step_templates(step):
                 where = base + path + field_path
                 problems += _field_problems(text, where, locate, variables, defined | columns, tables)
             capture = step.get("capture")
@@ -41,7 +41,7 @@ def flow_problems(data: dict, locate: Locate, source: str) -> tuple[list[Problem
     return problems, tables
 
 
-def _flows(data: dict):
+def step_lists(data: dict):
     """(path prefix, [(step path, step)]) for the plain flow and each named flow."""
     flow = data.get("flow")
     if isinstance(flow, list):
@@ -58,7 +58,7 @@ def _flows(data: dict):
             yield ("flows", index), steps
 
 
-def _templates(step: dict):
+def step_templates(step: dict):
     """(field path, text) of every template in one step."""
     if isinstance(step.get("path"), str):
         yield ("path",), step["path"]

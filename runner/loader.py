@@ -282,6 +282,7 @@ def _semantic_problems(data: Any, marked: _Marked, source: str, known_reporters:
 
 def _reference_problems(data: dict, marked: _Marked, source: str) -> list[Problem]:
     """``${env:NAME}`` / ``${file:PATH}`` that cannot be resolved: named, never shown with a value."""
+    from .flowcheck import step_lists, step_templates
     from .secrets import missing_references
 
     base_dir = Path(source).parent
@@ -289,12 +290,10 @@ def _reference_problems(data: dict, marked: _Marked, source: str) -> list[Proble
     defaults = data.get("defaults")
     if isinstance(defaults, dict) and isinstance(defaults.get("headers"), dict):
         places += [(("defaults", "headers", k), v) for k, v in defaults["headers"].items()]
-    from .flowcheck import _flows, _templates
-
-    for base, steps in _flows(data):
+    for base, steps in step_lists(data):
         for path, step in steps:
             if isinstance(step, dict):
-                places += [(base + path + field_path, text) for field_path, text in _templates(step)]
+                places += [(base + path + field_path, text) for field_path, text in step_templates(step)]
     problems = []
     for path, value in places:
         if isinstance(value, str):
@@ -390,10 +389,10 @@ def _threshold_problems(data: dict, marked: _Marked, source: str) -> list[Proble
 
     stages = [(stage.get("name") if isinstance(stage, dict) else None) or f"stage-{i + 1}"
               for i, stage in enumerate(data.get("stages") or [] if isinstance(data.get("stages"), list) else [])]
-    from .flowcheck import _flows
+    from .flowcheck import step_lists
 
     requests = []
-    for _, steps in _flows(data):
+    for _, steps in step_lists(data):
         for _, request in steps:
             if isinstance(request, dict) and "think" not in request:
                 method = str(request.get("method", "GET")).upper()
