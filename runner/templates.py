@@ -123,12 +123,45 @@ def _field_renderer(name: str, variables: dict) -> Callable | str:
     return partial(_runtime, name)
 
 
-@dataclass(frozen=True, slots=True)
-class Template:
-    """A compiled template: literal strings and per-user renderers, in order."""
+def _constant_text(text: str, user) -> str:
+    return text
 
-    source: str
-    pieces: tuple  # str | callable(user) -> str
+
+def _around_seq(before: str, after: str, user) -> str:
+    return f"{before}{user.seq}{after}"
+
+
+def _joined(pieces: tuple, user) -> str:
+    return "".join([p if type(p) is str else p(user) for p in pieces])
+
+
+class Template:
+    """A compiled template: literal strings and per-user renderers, in order.
+
+    ``render(user)`` is chosen once, when the template is built: a constant
+    returns its text, one field is its renderer called directly, the common
+    ``/page/{seq}`` shape is one f-string, and anything else is a join.
+    Templates are immutable and pickle by their pieces.
+    """
+
+    __slots__ = ("source", "pieces", "render")
+
+    def __init__(self, source: str, pieces: tuple):
+        self.source = source
+        self.pieces = pieces
+        self.render = _renderer(pieces)
+
+    def __reduce__(self):
+        return (Template, (self.source, self.pieces))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Template) and (self.source, self.pieces) == (other.source, other.pieces)
+
+    def __hash__(self) -> int:
+        return hash((self.source, self.pieces))
+
+    def __repr__(self) -> str:
+        return f"Template({self.source!r})"
 
     @property
     def constant(self) -> str | None:
@@ -143,12 +176,20 @@ class Template:
     def fields(self) -> tuple:
         return tuple(p for p in self.pieces if type(p) is not str)
 
-    def render(self, user) -> str:
-        pieces = self.pieces
-        if len(pieces) == 1:
-            piece = pieces[0]
-            return piece if type(piece) is str else piece(user)
-        return "".join([p if type(p) is str else p(user) for p in pieces])
+
+def _renderer(pieces: tuple) -> Callable:
+    if not pieces:
+        return partial(_constant_text, "")
+    if len(pieces) == 1:
+        piece = pieces[0]
+        return partial(_constant_text, piece) if type(piece) is str else piece
+    texts = [p for p in pieces if type(p) is str]
+    fields = [p for p in pieces if type(p) is not str]
+    if fields == [_seq] and len(pieces) - len(texts) == 1 and len(pieces) <= 3:
+        before = pieces[0] if type(pieces[0]) is str else ""
+        after = pieces[-1] if type(pieces[-1]) is str else ""
+        return partial(_around_seq, before, after)
+    return partial(_joined, pieces)
 
 
 def compile_template(text: str, variables: dict, secrets: set[str], base_dir: Path | None) -> Template:

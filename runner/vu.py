@@ -44,7 +44,7 @@ class StageRun:
 
     __slots__ = ("plan", "stats", "flows", "loop", "control", "open", "limit", "taken", "deadline", "offset",
                  "step", "allowed", "parked", "active", "finished", "idle", "started", "zero", "late",
-                 "scheduled", "rng", "flow_cycle", "dispatching")
+                 "scheduled", "rng", "flow_cycle", "dispatching", "timed")
 
     def __init__(self, stage: StagePlan, plan: Plan, loop: asyncio.AbstractEventLoop, control, rng: random.Random):
         self.plan = stage
@@ -56,6 +56,7 @@ class StageRun:
         self.limit = stage.requests if stage.requests is not None else 1 << 62
         self.taken = 0
         self.deadline = float("inf")
+        self.timed = False  # a deadline is set (the clock is read per request only then)
         self.offset = stage.seq_offset
         self.step = stage.seq_step
         self.allowed = 1 << 62  # closed ramps lower this; users numbered at or above it wait
@@ -74,7 +75,7 @@ class StageRun:
     def take(self) -> int:
         """The next request's sequence number, or -1 when the stage has no more to send."""
         taken = self.taken
-        if taken >= self.limit or self.control.stopping or self.loop.time() >= self.deadline:
+        if taken >= self.limit or self.control.stopping or (self.timed and self.loop.time() >= self.deadline):
             return -1
         self.taken = taken + 1
         return self.offset + taken * self.step
@@ -179,18 +180,19 @@ class VirtualUser:
         run = self.run
         if self.stopped:
             return
-        if self.local >= run.allowed and not run.control.stopping and run.loop.time() < run.deadline:
-            run.parked.append(self)
-            return
-        if run.taken >= run.limit or run.control.stopping or run.loop.time() >= run.deadline or self.exhausted:
+        over = run.taken >= run.limit or run.control.stopping or (run.timed and run.loop.time() >= run.deadline)
+        if over or self.exhausted:
             self.stop()
+            return
+        if self.local >= run.allowed:  # a ramp has not reached this user yet
+            run.parked.append(self)
             return
         self.begin(0)
 
     def begin(self, due_ns: int) -> None:
         """Start one iteration of ``self.flow``; ``due_ns`` is the open model's arrival time (0: now)."""
         flow = self.flow
-        if not self._draw_rows(flow):
+        if (flow.data_per_user or flow.data_per_iteration) and not self._draw_rows(flow):
             self.exhausted = True
             self.finish_iteration(counted=False)
             return

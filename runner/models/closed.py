@@ -24,6 +24,7 @@ async def run(executor, stage: StagePlan, run_state) -> None:
     started = loop.time()
     if stage.duration_s is not None:
         run_state.deadline = started + stage.duration_s
+        run_state.timed = True
     run_state.zero = executor.perf_zero()
     users = executor.users(stage.concurrency)
     if stage.is_ramp:
