@@ -260,15 +260,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from reporters.base import available_reporters
 
-    from .errors import ScenarioError
+    from .compile import compile_scenario
     from .loader import load_scenario
 
     known = set(available_reporters())
     failed = 0
     for path in args.scenarios:
         try:
-            load_scenario(path, overrides=args.overrides, known_reporters=known)
-        except ScenarioError as exc:
+            scenario = load_scenario(path, overrides=args.overrides, known_reporters=known)
+            compile_scenario(scenario, path)  # all that run checks before sending, without servers or DNS
+        except UsageError as exc:
             failed += 1
             print(exc, file=sys.stderr)
         else:

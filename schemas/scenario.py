@@ -8,10 +8,12 @@ the request path imports this module.
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from .checks import Checks
 from .data import DataSpec
@@ -24,6 +26,88 @@ RUNTIME_VARIABLES = ("seq", "worker", "vu", "iteration")
 GENERATORS = ("uuid", "timestamp", "randint")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _TEMPLATE_FIELD = re.compile(r"(?<!\$)\{([^{}]*)\}")
+#: An HTTP header name (RFC 9110 "token"); anything else is refused by servers, or by the engines mid-run.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+#: Characters an HTTP header value may not hold: line breaks would smuggle a second header.
+_HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: Largest body the built-in target serves (runner.target.responses.MAX_BODY_SIZE; a test keeps them equal).
+BUILTIN_MAX_BODY_SIZE = 256 * 1024 * 1024
+
+
+def _header_name(name: str) -> str:
+    if not _HEADER_NAME.match(name):
+        raise ValueError(f"invalid header name {name!r}: letters, digits and !#$%&'*+-.^_`|~ only, "
+                         "no spaces or colons")
+    return name
+
+
+def _header_value(value: str) -> str:
+    """Never quotes the value: header values are where credentials live."""
+    if _HEADER_VALUE_FORBIDDEN.search(value):
+        raise ValueError("the header value contains a line break or another control character; HTTP cannot send it")
+    return value
+
+
+def _output_path(path: str) -> str:
+    if not path.strip():
+        raise ValueError("empty path; give a file path, or '-' for standard output")
+    if not path.isprintable():
+        raise ValueError("the path contains a control character")
+    return path
+
+
+#: Headers as both engines can send them: checked here, so that a run never fails on them mid-way.
+Headers = dict[Annotated[str, AfterValidator(_header_name)], Annotated[str, AfterValidator(_header_value)]]
+
+
+def check_target(value: str) -> str:
+    """``builtin``, or an http(s) base URL that both engines can connect to as written.
+
+    Everything a run would refuse before its first request is refused here,
+    so that ``runner validate`` and ``runner run`` agree: the scheme, a host
+    (an IPv6 address in brackets, a name that IDNA can encode), a port in
+    1..65535, no query or fragment (the flow's paths are appended to the
+    target). ``user:password@`` is allowed and never shown in messages.
+    """
+    if value == "builtin":
+        return value
+    shown = re.sub(r"//[^/\s]*@", "//***@", value)
+    example = "an http(s) URL such as http://127.0.0.1:8080"
+    if not value.isprintable() or any(c.isspace() for c in value):
+        raise ValueError(f"target must be 'builtin' or {example}, without spaces or control characters")
+    if not re.match(r"^https?://", value, re.IGNORECASE):
+        raise ValueError(f"target must be 'builtin' or {example} (got {shown!r})")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        reason = "the port must be a number within 1..65535" if "port" in str(exc).lower() else str(exc)
+        raise ValueError(f"{shown!r} is not a valid URL: {reason}") from None
+    _check_host(parts.hostname, parts.netloc, shown)
+    if port == 0:
+        raise ValueError(f"{shown!r}: the port must be a number within 1..65535")
+    if "?" in value or "#" in value:
+        raise ValueError(f"{shown!r} has a query or fragment: the target is a base URL; put queries in the paths")
+    return value.rstrip("/")
+
+
+def _check_host(host: str | None, netloc: str, shown: str) -> None:
+    if not host:
+        raise ValueError(f"{shown!r} has no host")
+    if netloc.rpartition("@")[2].startswith("["):
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            raise ValueError(f"{shown!r}: '[{host}]' is not an IPv6 address") from None
+        return
+    if not host.isascii():
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            raise ValueError(f"{shown!r}: the host name cannot be encoded for DNS (IDNA)") from None
+    elif any(not label for label in host.rstrip(".").split(".")) or not re.match(r"^[A-Za-z0-9._~!$&'()*+,;=%-]+$",
+                                                                                  host):
+        raise ValueError(f"{shown!r}: {host!r} is not a valid host name or address")
 
 
 class _Model(BaseModel):
@@ -46,7 +130,7 @@ class DelayRange(_Model):
 class BuiltinTarget(_Model):
     """Options of the built-in target server, used when ``target: builtin``."""
 
-    body_size: Size = Field(1024, description="Bytes of HTML in each response body.")
+    body_size: Size = Field(1024, le=BUILTIN_MAX_BODY_SIZE, description="Bytes of HTML in each response body.")
     delay: DelayRange = Field(default_factory=DelayRange, description="Random delay per response.")
     seed: int = Field(0, description="Seed of the delay and fault sequences.")
     faults: dict[str, float] = Field(
@@ -71,8 +155,9 @@ class BuiltinTarget(_Model):
 class Defaults(_Model):
     """Settings every request inherits unless it sets its own."""
 
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
     timeout: Duration = Field(30.0, gt=0, description="Total time allowed for one request, connect included.")
+
     connect_timeout: Duration = Field(10.0, gt=0, description="Time allowed to establish a connection.")
     read_timeout: Duration | None = Field(
         None, gt=0, description="Longest silence allowed while waiting for response bytes (default: total only).")
@@ -94,8 +179,9 @@ class Request(_Model):
     name: str | None = Field(None, description="Name used in per-request results; default 'METHOD path'.")
     method: str = "GET"
     path: str = Field("/", description="Path and query, may contain {seq}, {worker} and {var} fields.")
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
     body: str | None = None
+
     timeout: Duration | None = Field(None, gt=0)
     checks: Checks | None = Field(None, description="Conditions the response must meet to count as ok.")
 
@@ -315,19 +401,14 @@ class Scenario(_Model):
         default_factory=list, description="Pass/fail rules; a failed one makes 'runner run' exit 1.")
     abort_on_fail: bool | AbortOnFail = Field(
         False, description="Stop early once a threshold has failed (true, or {delay: seconds}).")
-    outputs: dict[str, str] = Field(
+    outputs: dict[str, Annotated[str, AfterValidator(_output_path)]] = Field(
         default_factory=dict, description="Reporter name to output path, e.g. {json: results/run.json}.",
     )
 
     @field_validator("target")
     @classmethod
     def _target_url(cls, value: str) -> str:
-        if value == "builtin":
-            return value
-        if not re.match(r"^https?://([^/\s@]*@)?[^/\s:@]+(:\d{1,5})?(/\S*)?$", value):  # optional user:password@
-            shown = re.sub(r"//[^/\s]*@", "//***@", value)  # never echo credentials
-            raise ValueError(f"target must be 'builtin' or an http(s) URL such as http://127.0.0.1:8080 (got {shown!r})")
-        return value.rstrip("/")
+        return check_target(value)
 
     _sources: dict = PrivateAttr(default_factory=dict)  # field path -> "file:line", set by the loader
     _tables: dict = PrivateAttr(default_factory=dict)  # data table name -> runner.data.DataTable, read by the loader

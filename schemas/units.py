@@ -6,6 +6,7 @@ bytes as int), so nothing after the loader ever sees a unit string.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -25,7 +26,7 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 500ms, 30s, 2m or 1h")
     if isinstance(value, (int, float)):
-        return float(value)
+        return _finite(value, "duration")
     if not isinstance(value, str):
         raise ValueError("expected a duration such as 500ms, 30s, 2m or 1h")
     text = value.strip().replace(" ", "")
@@ -39,7 +40,18 @@ def parse_duration(value: Any) -> float:
         pos = match.end()
     if pos != len(text) or not text:
         raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 500ms, 30s, 2m, 1h")
-    return total
+    return _finite(total, "duration")
+
+
+def _finite(number: float | int, what: str) -> float:
+    """Infinity and NaN (YAML's .inf, .nan, or digits enough to overflow) are no time, rate or size a run can use."""
+    try:
+        number = float(number)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"a {what} must be a finite number (got {number})")
+    return number
 
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(ms|s|sec|m|min|h)\s*$")
@@ -51,11 +63,11 @@ def parse_rate(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a rate such as 100/s, 6000/m or 2/ms")
     if isinstance(value, (int, float)):
-        return float(value)
+        return _finite(value, "rate")
     if isinstance(value, str):
         match = _RATE.match(value)
         if match:
-            return float(match.group(1)) * _RATE_UNITS[match.group(2)]
+            return _finite(float(match.group(1)) * _RATE_UNITS[match.group(2)], "rate")
     raise ValueError(f"invalid rate {value!r}: use requests per time unit, e.g. 100/s, 6000/m, 2/ms")
 
 
@@ -69,7 +81,7 @@ def parse_size(value: Any) -> int:
         match = _SIZE.match(value)
         if match:
             unit = (match.group(2) or "B").lower()
-            return int(float(match.group(1)) * _SIZE_UNITS[unit])
+            return int(_finite(float(match.group(1)) * _SIZE_UNITS[unit], "size"))
     raise ValueError(f"invalid size {value!r}: use bytes or a unit, e.g. 512, 1KiB, 2MB")
 
 

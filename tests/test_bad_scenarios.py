@@ -6,11 +6,15 @@ Each file's first line says what is expected: ``# expect: LINE: message fragment
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from runner.cli import main
+from runner.errors import ScenarioError
+from runner.loader import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, _compose, load_scenario
+from schemas.scenario import BUILTIN_MAX_BODY_SIZE
 
 CORPUS = sorted((Path(__file__).parent / "bad_scenarios").glob("*.yaml"))
 _EXPECT = re.compile(r"^# expect: (\d+): (.+)$")
@@ -79,3 +83,116 @@ def test_unwritable_output_is_refused_before_the_run(tmp_path, capsys, monkeypat
     code = main(["run", "scenarios/hello.yaml", "--out", f"json={blocker}/sub/result.json"])
     err = capsys.readouterr().err
     assert code == 2 and "cannot create directory" in err
+
+
+def test_the_whole_corpus_validates_in_one_invocation_within_30_seconds(capsys):
+    started = time.perf_counter()
+    code = main(["validate", *map(str, CORPUS)])
+    elapsed = time.perf_counter() - started
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert all(f"{path}:" in err for path in CORPUS)
+    assert elapsed < 30, f"{elapsed:.1f} s"
+
+
+def write(tmp_path: Path, text: str, name: str = "scenario.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+HEAD = "version: 1\nname: t\ntarget: builtin\nflow:\n  - path: /\n"
+
+
+def test_a_merged_key_can_be_overridden_and_aliases_share_settings(tmp_path, capsys):
+    path = write(tmp_path, HEAD + "stages:\n  - &base\n    requests: 10\n    concurrency: 2\n"
+                                  "  - <<: *base\n    concurrency: 3\n  - <<: [{requests: 5}, *base]\n    name: last\n")
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+    stages = load_scenario(path).stages
+    assert [(s.requests, s.concurrency, s.name) for s in stages] == [(10, 2, None), (10, 3, None), (5, 2, "last")]
+
+
+def test_the_value_limit_counts_every_alias_in_full(tmp_path):
+    """1 root list + 499 copies of a 100-value anchor + ``extra`` scalars: 50,000 values is the most."""
+    def document(extra: int) -> str:
+        anchor = "&a [" + ", ".join(["x"] * 99) + "]"
+        return "[" + anchor + ", *a" * 498 + ", y" * extra + "]\n"
+
+    assert 1 + 499 * 100 + 99 == MAX_VALUES
+    assert isinstance(_compose(document(99), "at-limit").data, list)
+    with pytest.raises(ScenarioError, match=f"more than {MAX_VALUES} values"):
+        _compose(document(100), "past-limit")
+
+
+def test_the_depth_limit_is_exact():
+    assert _compose("[" * MAX_DEPTH + "]" * MAX_DEPTH, "at-limit").data is not None
+    with pytest.raises(ScenarioError, match=f"more than {MAX_DEPTH} levels"):
+        _compose("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1), "past-limit")
+
+
+def test_a_file_over_the_size_limit_is_refused_without_parsing(tmp_path, capsys):
+    path = write(tmp_path, HEAD + "description: '" + "x" * MAX_FILE_BYTES + "'\n")
+    assert main(["validate", str(path)]) == 2
+    assert f"{path}: the file is larger than 1024 KiB" in capsys.readouterr().err
+
+
+def test_a_directory_is_not_a_scenario(tmp_path, capsys):
+    assert main(["validate", str(tmp_path)]) == 2
+    assert f"{tmp_path}: cannot read file" in capsys.readouterr().err
+
+
+def test_a_deeply_nested_set_value_is_an_error_not_a_crash(capsys, monkeypatch):
+    monkeypatch.chdir(Path(__file__).parent.parent)
+    code = main(["validate", "scenarios/hello.yaml", "--set", "stages.0.requests=" + "[" * 5000])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and "stages[0].requests" in err
+
+
+SECRET = "s3cr3t-t0ken-value"
+
+
+@pytest.mark.parametrize("override, named", [
+    (f"defaults.headers.Authorization=[Bearer, {SECRET}]", "--set defaults.headers.Authorization=***"),
+    (f"flow.0.body={{token: {SECRET}}}", "--set flow.0.body=***"),
+    (f"vars.api_token=[{SECRET}]", "--set vars.api_token=***"),
+    (f"stages.0.requests=lots-and-lots-of-them-{SECRET}", "--set stages.0.requests=***"),
+    ("stages.0.requests=${env:" + SECRET + "}", "--set stages.0.requests=***"),
+    (f"target=http://user:{SECRET}@127.0.0.1:99999", "target"),
+    (f"target=http://u:{SECRET[:8]}@h:99999", "--set target=http://***@h:99999"),
+])
+def test_set_errors_do_not_echo_values_that_may_be_secret(override, named, capsys, monkeypatch):
+    monkeypatch.chdir(Path(__file__).parent.parent)
+    assert main(["validate", "scenarios/hello.yaml", "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert named in err
+    assert SECRET not in err and SECRET[:8] not in err
+
+
+def test_a_set_without_equals_is_not_echoed_when_it_looks_like_a_credential(capsys, monkeypatch):
+    monkeypatch.chdir(Path(__file__).parent.parent)
+    assert main(["validate", "scenarios/hello.yaml", "--set", f"Authorization: Bearer {SECRET}"]) == 2
+    err = capsys.readouterr().err
+    assert "expected dotted.key=value" in err and SECRET not in err
+
+
+def test_a_header_value_from_the_file_is_not_quoted_but_its_name_is(tmp_path, capsys):
+    path = write(tmp_path, HEAD.replace("  - path: /\n", f"  - path: /\n    headers:\n      X-Key: [{SECRET}]\n"
+                                                        "      Bad Name: ok\n")
+                 + "stages:\n  - requests: 1\n    concurrency: 1\n")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:7:" in err and "flow[0].headers.X-Key: input should be a valid string" in err
+    assert "invalid header name 'Bad Name'" in err and SECRET not in err
+
+
+def test_long_values_are_quoted_as_short_excerpts(tmp_path, capsys):
+    path = write(tmp_path, HEAD + "stages:\n  - requests: " + "many" * 10_000 + "\n    concurrency: 1\n")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "stages[0].requests" in err and len(err) < 500
+
+
+def test_the_schema_cap_on_builtin_body_size_is_the_targets_own():
+    from runner.target.responses import MAX_BODY_SIZE
+
+    assert BUILTIN_MAX_BODY_SIZE == MAX_BODY_SIZE

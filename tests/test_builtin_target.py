@@ -352,6 +352,14 @@ def test_malformed_request_gets_400_and_close(target, raw):
     assert response.status == 200
 
 
+def test_upgrade_request_is_answered_then_closed(target, raw):
+    raw.send(b"GET /up HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+             + b"\x81\x85not http")
+    response = raw.read_response()
+    assert response.status == 200 and len(response.body) == 1024
+    assert raw.is_closed_by_server()
+
+
 def test_request_split_across_writes(target, raw):
     payload = get_bytes("/split/path?size=10")
     for index in range(len(payload)):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
+import time
 
 import pytest
 
@@ -359,6 +361,72 @@ def test_headers_do_not_carry_over_between_requests(target):
         assert read_response(stream)[0] == 401
 
 
+def login_bytes(user: str) -> bytes:
+    body = json.dumps({"user": user, "password": password_for(user)}).encode()
+    return b"POST /login HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def send_apart(sock: socket.socket, *pieces: bytes) -> None:
+    """Each piece in its own segment, so the server most likely reads them one by one."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for piece in pieces:
+        sock.sendall(piece)
+        time.sleep(0.03)
+
+
+@pytest.mark.parametrize("cut", [5, 30, 60, -10, -1])
+def test_a_shop_request_split_across_reads(target, cut):
+    # Plain requests first (answered before the server knows the connection
+    # needs headers), then a login that arrives in two reads.
+    plain = b"GET /plain HTTP/1.1\r\nHost: t\r\n\r\n"
+    login = login_bytes("split")
+    with socket.create_connection((target.host, target.port), timeout=IO_TIMEOUT_S) as sock:
+        send_apart(sock, plain, plain + login[:cut], login[cut:] + plain)
+        stream = sock.makefile("rb")
+        answers = [read_response(stream) for _ in range(4)]
+    assert [status for status, _, _ in answers] == [200, 200, 200, 200]
+    assert json.loads(answers[2][2]) == {"token": Client(target).token("split")}
+    assert [len(body) for _, _, body in answers[:2] + answers[3:]] == [1024] * 3
+
+
+def test_a_long_request_then_the_shop_on_one_connection(target):
+    # A plain upload larger than what a connection keeps before it parses
+    # headers for good, then the shop and plain requests on the same connection.
+    upload = b"x" * (300 * 1024)
+    with socket.create_connection((target.host, target.port), timeout=IO_TIMEOUT_S) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(upload))
+        for start in range(0, len(upload), 16 * 1024):
+            sock.sendall(upload[start:start + 16 * 1024])
+        sock.sendall(login_bytes("uploader") + b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n")
+        stream = sock.makefile("rb")
+        answers = [read_response(stream) for _ in range(3)]
+    assert [status for status, _, _ in answers] == [200, 200, 200]
+    assert "token" in json.loads(answers[1][2])
+    assert len(answers[2][2]) == 1024
+
+
+def test_a_stream_never_between_requests_keeps_every_answer_right(target):
+    # Pipelined requests sent in pieces that never end where a request ends:
+    # the server can never tell it is between requests, and must still
+    # answer every one, shop requests with their own headers.
+    token = Client(target).token("streamer").encode()
+    plain = b"GET /p HTTP/1.1\r\nHost: t\r\n\r\n"
+    items = b"GET /items HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + token + b"\r\n\r\n"
+    anonymous = b"GET /whoami HTTP/1.1\r\nHost: t\r\n\r\n"
+    requests = ([plain] * 3000 + [items, anonymous]) * 2 + [plain]
+    stream_bytes = b"".join(requests)
+    statuses: list[int] = []
+    with socket.create_connection((target.host, target.port), timeout=IO_TIMEOUT_S) as sock:
+        stream = sock.makefile("rb")
+        # Read while sending, so neither side waits for the other to drain.
+        reader = threading.Thread(target=lambda: statuses.extend(read_response(stream)[0] for _ in requests))
+        reader.start()
+        for start in range(0, len(stream_bytes), 997):
+            sock.sendall(stream_bytes[start:start + 997])
+        reader.join(timeout=30)
+    assert statuses == [200 if r is not anonymous else 401 for r in requests]
+
+
 def test_too_large_body_is_413_and_the_connection_goes_on(client):
     status, _, document = client.call("POST", "/login", raw_body=b"x" * (MAX_BODY_BYTES + 1))
     assert status == 413
@@ -389,3 +457,117 @@ def test_shop_requests_are_counted(target, client):
     client.call("GET", "/cart", token=token)
     client.call("GET", "/whoami")
     assert target.stats() == 3
+
+
+# -- lean and full parsing agree -------------------------------------------------
+
+
+class _RecordingTransport:
+    """Just enough of a transport for TargetProtocol, recording what it writes."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.closed = False
+
+    def write(self, data) -> None:
+        self.written += data
+
+    def writelines(self, parts) -> None:
+        for part in parts:
+            self.written += part
+
+    def get_extra_info(self, name, default=None):
+        return default
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_limits(self):
+        return (0, 1 << 30)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def _random_requests(rng, token: bytes) -> list[bytes]:
+    login = json.dumps({"user": "fuzz", "password": "pw-fuzz"}).encode()
+    cart = b'{"item": %d}' % item_ids("fuzz")[0]
+    choices = [
+        b"GET /p/%d HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /same HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /same HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /p/%d HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + token + b"\r\n\r\n",
+        b"HEAD /h/%d HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /old/%d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        b"GET /q/%d?size=7 HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"POST /up/%d HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world",
+        b"POST /up/%d HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST /login?n=%d HTTP/1.1\r\nHost: t\r\nContent-Length: " + b"%d" % len(login) + b"\r\n\r\n" + login,
+        b"GET /items?n=%d HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + token + b"\r\n\r\n",
+        b"GET /whoami?n=%d HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"POST /cart?n=%d HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + token
+        + b"\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % len(cart) + cart + b"\r\n0\r\n\r\n",
+    ]
+    return [rng.choice(choices).replace(b"%d", str(index).encode(), 1) for index in range(rng.randint(1, 40))]
+
+
+def _serve_in_process(state, stream: bytes, cuts: list[int], full_from_start: bool) -> bytes:
+    from runner.target.server import TargetProtocol
+
+    protocol = TargetProtocol(state)
+    transport = _RecordingTransport()
+    protocol.connection_made(transport)
+    if full_from_start:
+        protocol._go_full(b"", 0)
+    start = 0
+    for cut in [*cuts, len(stream)]:
+        if cut > start:
+            protocol.data_received(stream[start:cut])
+            start = cut
+    stayed_lean = protocol._lean
+    protocol.connection_lost(None)
+    return bytes(transport.written), stayed_lean
+
+
+def test_lean_and_full_parsing_answer_every_split_stream_alike():
+    import asyncio
+    import random
+
+    from runner.target.server import TargetConfig as Config
+    from runner.target.server import _TargetState
+    from runner.target.shop import Shop
+
+    async def compare() -> None:
+        rng = random.Random(1234)
+        # Two servers in the same state (carts change alike: both see the same requests).
+        lean_state, full_state = _TargetState(Config(body_size=64)), _TargetState(Config(body_size=64))
+        full_state.shop = Shop(key=lean_state.shop._key)
+        full_state.common_headers, full_state.default_response = (
+            lean_state.common_headers, lean_state.default_response)
+        token = lean_state.shop.token("fuzz").encode()
+        lean_ends = set()
+        for _ in range(300):
+            requests = _random_requests(rng, token)
+            stream = b"".join(requests)
+            if rng.random() < 0.5:
+                cuts = sorted(rng.sample(range(1, len(stream)), min(len(stream) - 1, rng.randint(0, 12))))
+            else:  # one read per request, the common case
+                cuts, position = [], 0
+                for request in requests:
+                    position += len(request)
+                    cuts.append(position)
+            for _ in range(2):  # the second time, reads repeat what the server may have remembered
+                lean, stayed_lean = _serve_in_process(lean_state, stream, cuts, full_from_start=False)
+                full, _ = _serve_in_process(full_state, stream, cuts, full_from_start=True)
+                lean_ends.add(stayed_lean)
+                assert lean == full, (requests, cuts)
+                assert lean.count(b"HTTP/1.1 ") == len(requests)
+        assert lean_ends == {True, False}  # both kinds of connection were compared
+
+    asyncio.run(compare())

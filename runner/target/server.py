@@ -30,15 +30,18 @@ built by :mod:`runner.target.responses`.
 
 The hot path, cheapest first:
 
-* a read whose bytes equal the last read that held exactly one plain request
-  (load generators repeat one request) is answered without parsing it again;
+* a read whose bytes equal the connection's last read, when that read was
+  exactly one plain request (load generators repeat one request), is
+  answered without being parsed again;
 * otherwise httptools parses the read, and each plain request only counts a
   "hit"; after the read, all hits go out in one write (so a pipelined batch
-  is one write, not one per request).
+  is one write, not one per request). The checks per request avoid what
+  costs most in Python: ``in`` with a bytes operand and httptools'
+  ``get_http_version``.
 
-httptools calls back per header only into ``dict.__setitem__`` (C code, no
-Python frame), which the shop routes read; request bodies are kept only for
-the shop paths.
+Connections start *lean*, with no per-header or body callbacks; the first
+shop request turns a connection *full* (see :class:`TargetProtocol`), so the
+shop API costs the plain path nothing.
 """
 
 from __future__ import annotations
@@ -113,7 +116,28 @@ _JOIN_LIMIT = 64 * 1024
 _MAX_HEADERS = 512
 # A read is remembered for answering its repeats without parsing up to this size.
 _REPEAT_MAX_BYTES = 4096
-END_OF_HEAD = b"\r\n\r\n"
+# A lean connection keeps at most this many bytes of an unfinished request
+# (or of a stream never between requests) before it turns full.
+_CARRY_MAX_BYTES = 128 * 1024
+# Requests a connection can begin (counted down by a C iterator); never reached.
+_BEGIN_BUDGET = 1 << 62
+# The carry of a full connection (which keeps none).
+_FULL: list[bytes] = []
+# What feeding a parser can raise (an upgrade is not an HttpParserError).
+_PARSE_ERRORS = (httptools.HttpParserError, httptools.HttpParserUpgrade)
+
+
+class _Callbacks:
+    """The callbacks one httptools parser calls (it looks them up once, by name)."""
+
+    __slots__ = ("on_url", "on_message_complete", "on_message_begin", "on_header", "on_body")
+
+    def __init__(self, *, on_url, on_message_complete, on_message_begin, on_header=None, on_body=None) -> None:
+        self.on_url = on_url
+        self.on_message_complete = on_message_complete
+        self.on_message_begin = on_message_begin
+        self.on_header = on_header
+        self.on_body = on_body
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,12 +287,27 @@ class _PendingResponse:
         self.fault = fault
 
 
+class _Reparse(Exception):
+    """Raised by a lean parser's callback at a shop request: parse again with headers (see TargetProtocol)."""
+
+
 class TargetProtocol(asyncio.Protocol):
-    """One client connection: parse with httptools, answer in request order."""
+    """One client connection: parse with httptools, answer in request order.
+
+    A connection starts *lean*: its parser calls back only for the URL, the
+    end of a request and (in C) the start of one, so plain requests cost no
+    per-header work. The shop routes need headers and bodies. At the first
+    shop request the connection turns *full* for good: a new parser with
+    header and body callbacks parses again the bytes since the last point
+    where no request was in progress (kept as ``_carry``). It skips the
+    requests already answered, so the shop request is answered with its
+    headers. A connection whose carry grows past :data:`_CARRY_MAX_BYTES`
+    turns full the same way, so the carry stays bounded.
+    """
 
     __slots__ = ("_state", "_loop", "_transport", "_parser", "_url", "_pending", "_closing", "_close_when_drained",
-                 "_fault_writer", "_fast", "_hits", "_repeat", "_at_boundary", "_headers", "_body",
-                 "on_header", "on_message_begin")
+                 "_fault_writer", "_fast", "_hits", "_done", "_begins", "_lean", "_carry", "_carry_bytes",
+                 "_carry_done", "_first", "_repeat", "_headers", "_body", "_skip")
 
     def __init__(self, state: _TargetState) -> None:
         self._state = state
@@ -284,20 +323,33 @@ class TargetProtocol(asyncio.Protocol):
         self._fault_writer = None
         # Whether plain requests get the prepared default response (per server).
         self._fast = state.fast_path
-        # Plain requests of the current read not written yet (see data_received).
+        # Plain requests parsed but not written yet (written after each read, in one write).
         self._hits = 0
-        # The last read that was exactly one plain request, and whether the
-        # parser was between requests after the last read.
-        self._repeat: bytes | None = None
-        self._at_boundary = True
-        # The current request's headers, for the shop routes. httptools calls
-        # these two C methods directly, so collecting costs no Python frame.
+        # Requests completed, and (lean) requests begun: a C iterator counts
+        # them down for free, and the two are equal between requests.
+        self._done = 0
+        self._begins = iter(range(_BEGIN_BUDGET))
+        self._lean = True
+        # Lean: the reads since the last point between requests (None: the last
+        # read ended there), their total size, and _done at that point. Full: _FULL.
+        self._carry: list[bytes] | None = None
+        self._carry_bytes = 0
+        self._carry_done = 0
+        # Lean: the current read, when it starts with the request line of the
+        # next request to complete; else None.
+        self._first: bytes | None = None
+        # A read that was exactly one plain request: the same bytes again get
+        # the same answer without being parsed.
+        self._repeat = b""
+        # Full: the current request's headers and (shop paths only) body; a
+        # body over MAX_BODY_BYTES is None. Requests still to skip after a re-parse.
         self._headers: dict[bytes, bytes] = {}
-        self.on_header = self._headers.__setitem__
-        self.on_message_begin = self._headers.clear
-        # The current request's body, kept for the shop paths only (None: too large).
         self._body: bytearray | None = bytearray()
-        self._parser = httptools.HttpRequestParser(self)
+        self._skip = 0
+        self._parser = httptools.HttpRequestParser(
+            _Callbacks(on_url=self.on_url, on_message_complete=self.on_message_complete,
+                       on_message_begin=self._begins.__next__)
+        )
 
     # -- asyncio.Protocol -------------------------------------------------
 
@@ -312,50 +364,97 @@ class TargetProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        if data == self._repeat and self._at_boundary and not self._pending:
-            # The same bytes as a read that was exactly one plain request,
-            # again between requests: the same answer, without parsing.
+        if data == self._repeat and not self._pending:
+            # The same bytes as a read that was exactly one plain request, and
+            # nothing was parsed since: the same answer, without parsing.
             state = self._state
             self._transport.write(state.default_response)
             state.requests += 1
             return
-        started_at_boundary = self._at_boundary
+        if self._carry is not None:
+            # A request continues from an earlier read, or the connection is full.
+            self._receive_more(data)
+            return
+        # Lean, and the read starts between requests: with the request line
+        # of the next request to complete (see on_message_complete).
+        done_before = self._done
+        self._first = data
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # The request itself was answered; we do not switch protocols,
-            # and the bytes after it are not HTTP/1.1 any more.
-            self._write_hits()
-            self._closing = True
-            self._close_after_pending()
-            return
-        except httptools.HttpParserCallbackError as error:
-            # A bug in this module, not the client's fault: say so once.
-            traceback.print_exception(error.__context__ or error, file=sys.stderr)
-            self._reject(500)
-        except httptools.HttpParserError:
-            self._reject(400)
+        except _PARSE_ERRORS as error:
+            if self._parse_failed(error, data, done_before):
+                return
         hits = self._hits
         if hits:
-            self._write_hits()
-            if (
-                hits == 1
-                and started_at_boundary
-                and len(data) <= _REPEAT_MAX_BYTES
-                and data.endswith(END_OF_HEAD)
-                and data.count(END_OF_HEAD) == 1
-                and not self._closing
-            ):
-                # Starting between requests, the read ended with the only end
-                # of a head in it, and that request was plain: it was all of
-                # this read, with no body, and the parser is between requests.
+            if hits == 1:
+                self._hits = 0
+                state = self._state
+                self._transport.write(state.default_response)
+                state.requests += 1
+            else:
+                self._write_hits()
+        if self._closing:
+            return
+        if _BEGIN_BUDGET - self._begins.__length_hint__() == self._done:
+            # Between requests again: one plain request and nothing else can
+            # be answered again without parsing.
+            if hits == 1 and self._done == done_before + 1 and len(data) <= _REPEAT_MAX_BYTES:
                 self._repeat = data
-        # Between requests for sure when no URL is held and the read ended a
-        # head (a URL is held from the request line until the request ends).
-        self._at_boundary = not self._url and data.endswith(END_OF_HEAD)
-        if len(self._headers) > _MAX_HEADERS and self._url and not self._closing:
-            # A head that never ends must not grow the header dict without bound.
+            else:
+                self._repeat = b""
+        else:
+            self._repeat = b""
+            self._carry = [data]
+            self._carry_bytes = len(data)
+            self._carry_done = done_before
+
+    def _receive_more(self, data: bytes) -> None:
+        """A read of a full connection, or of a lean one in the middle of a request."""
+        if not self._lean:
+            self._feed_full(data)
+            return
+        carry = self._carry
+        self._repeat = b""
+        self._first = None
+        try:
+            self._parser.feed_data(data)
+        except _PARSE_ERRORS as error:
+            carry.append(data)
+            if self._parse_failed(error, b"".join(carry), self._carry_done):
+                return
+        self._write_hits()
+        if self._closing:
+            return
+        if _BEGIN_BUDGET - self._begins.__length_hint__() == self._done:
+            self._carry = None
+            return
+        carry.append(data)
+        self._carry_bytes += len(data)
+        if self._carry_bytes > _CARRY_MAX_BYTES:
+            # A long request (or a stream never between requests): stop
+            # keeping bytes, parse them again fully, and stay full.
+            self._go_full(b"".join(carry), self._done - self._carry_done)
+
+    def _parse_failed(self, error: Exception, since_idle: bytes, done_before: int) -> bool:
+        """Handle what a lean parser raised; return True when the read needs nothing more.
+
+        ``since_idle`` is the bytes since the last point between requests,
+        up to the end of this read, and ``done_before`` the requests
+        completed before them.
+        """
+        if isinstance(error, httptools.HttpParserCallbackError):
+            if type(error.__context__) is _Reparse:
+                # A shop request: every request before it was answered; parse
+                # again from the last point between requests, with headers.
+                self._go_full(since_idle, self._done - 1 - done_before)
+                return True
+            self._callback_failed(error)
+        elif isinstance(error, httptools.HttpParserUpgrade):
+            self._upgrade_requested()
+            return True
+        else:
             self._reject(400)
+        return False
 
     def eof_received(self) -> bool | None:
         # Like nginx, treat EOF as the client giving up (a full close looks
@@ -378,6 +477,7 @@ class TargetProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._hits = 0
+        self._carry = None
         for pending in self._pending:
             if pending.timer is not None:
                 pending.timer.cancel()
@@ -389,13 +489,63 @@ class TargetProtocol(asyncio.Protocol):
         # The parser holds our bound methods: break the cycle so the
         # connection is freed at once instead of by a later GC pass.
         self._parser = None
-        self.on_header = self.on_message_begin = None
 
     def close(self) -> None:
         """Close this connection (used on server shutdown)."""
         self._closing = True
         if self._transport is not None:
             self._transport.close()
+
+    # -- parsing ------------------------------------------------------------
+
+    def _go_full(self, data: bytes, skip: int) -> None:
+        """Turn full: a parser with header and body callbacks parses ``data``, skipping ``skip`` requests.
+
+        ``data`` must start where no request was in progress, and the first
+        ``skip`` requests in it must be the ones already answered.
+        """
+        self._lean = False
+        # Never None again, which sends every read to _receive_more.
+        self._carry = _FULL
+        self._repeat = b""
+        self._first = None
+        self._url = b""
+        self._headers.clear()
+        self._body = bytearray()
+        self._skip = skip
+        self._parser = httptools.HttpRequestParser(
+            _Callbacks(on_url=self.on_url, on_message_complete=self._on_full_message_complete,
+                       on_message_begin=self._headers.clear, on_header=self._headers.__setitem__,
+                       on_body=self.on_body)
+        )
+        self._feed_full(data)
+
+    def _feed_full(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._upgrade_requested()
+            return
+        except httptools.HttpParserCallbackError as error:
+            self._callback_failed(error)
+        except httptools.HttpParserError:
+            self._reject(400)
+        self._write_hits()
+        if self._url and len(self._headers) > _MAX_HEADERS and not self._closing:
+            # A head that never ends must not grow the header dict without bound.
+            self._reject(400)
+
+    def _upgrade_requested(self) -> None:
+        # The request itself was answered; we do not switch protocols, and
+        # the bytes after it are not HTTP/1.1 any more.
+        self._write_hits()
+        self._closing = True
+        self._close_after_pending()
+
+    def _callback_failed(self, error: httptools.HttpParserCallbackError) -> None:
+        # A bug in this module, not the client's fault: say so once.
+        traceback.print_exception(error.__context__ or error, file=sys.stderr)
+        self._reject(500)
 
     # -- httptools callbacks ----------------------------------------------
 
@@ -404,7 +554,7 @@ class TargetProtocol(asyncio.Protocol):
         self._url += url
 
     def on_body(self, data: bytes) -> None:
-        # Only the shop reads bodies; any other body is parsed and dropped.
+        # (Full parsers only.) Only the shop reads bodies; others are dropped.
         if self._url.startswith(SHOP_PREFIXES):
             body = self._body
             if body is not None:
@@ -413,22 +563,45 @@ class TargetProtocol(asyncio.Protocol):
                 else:
                     body += data
 
+    def _on_full_message_complete(self) -> None:
+        if self._skip:
+            # Answered before the re-parse.
+            self._skip -= 1
+            self._url = b""
+            self._body = bytearray()
+            return
+        self.on_message_complete()
+
     def on_message_complete(self) -> None:
+        self._done += 1
         url = self._url
         self._url = b""
+        first = self._first
+        self._first = None
         if self._closing:
             return
         parser = self._parser
         # Hot path: the default response, already fully prepared; counted
-        # here and written once per read by data_received.
+        # here and written once per read by data_received. (An int operand
+        # makes ``in`` a memchr; a bytes one first fails as an int, slowly.)
+        # The version and method: from the raw request line when the read
+        # starts with "GET <url> HTTP/1.1", as asking the parser costs more
+        # (it formats the version as a new string each time).
         if (
             self._fast
             and not self._pending
-            and b"?" not in url
+            and 0x3F not in url  # b"?"
             and not url.startswith(_SPECIAL_PREFIXES)
             and parser.should_keep_alive()
-            and parser.get_method() != b"HEAD"
-            and parser.get_http_version() == "1.1"
+            and (
+                first is not None
+                and (
+                    first[:4] == b"GET " and first[len(url) + 5:len(url) + 13] == b"HTTP/1.1"
+                    or first[:5] == b"POST " and first[len(url) + 6:len(url) + 14] == b"HTTP/1.1"
+                )
+                or parser.get_method() != b"HEAD"
+                and parser.get_http_version() == "1.1"
+            )
         ):
             self._hits += 1
             return
@@ -454,6 +627,10 @@ class TargetProtocol(asyncio.Protocol):
 
     def _answer(self, url: bytes, parser: httptools.HttpRequestParser) -> None:
         """Every request the hot path does not take: build, then send or queue."""
+        path, query = split_target(url)
+        shop_route = path in SHOP_PATHS
+        if shop_route and self._lean:
+            raise _Reparse
         state = self._state
         keep_alive = parser.should_keep_alive()
         method = parser.get_method()
@@ -468,7 +645,6 @@ class TargetProtocol(asyncio.Protocol):
             connection_header = b""
         can_chunk = parser.get_http_version() == "1.1"
 
-        path, query = split_target(url)
         if path == STATS_PATH or path == RESET_PATH:
             # Built when written, so the count includes everything before it.
             self._enqueue(
@@ -488,7 +664,7 @@ class TargetProtocol(asyncio.Protocol):
         body = self._body
         if body is None or body:
             self._body = bytearray()
-        if path in SHOP_PATHS:
+        if shop_route:
             self._answer_shop(method, path, query, None if body is None else bytes(body),
                               head_only=head_only, close=not keep_alive, connection_header=connection_header)
             return
