@@ -27,7 +27,8 @@ from schemas.thresholds import AbortOnFail
 
 from .captures import compile_capture
 from .checks import CHECK_BODY_LIMIT, compile_checks
-from .plan import BuiltinTargetPlan, FlowPlan, Plan, RequestPlan, StagePlan, ThinkPlan
+from .plan import FlowPlan, Plan, RequestPlan, StagePlan, ThinkPlan
+from .target.config import TargetConfig
 from .errors import Problem, ScenarioError
 from .secrets import (MIN_SECRET_LENGTH, SENSITIVE_HEADERS, basic_authorization, too_short, url_credentials,
                       url_secrets)
@@ -65,8 +66,8 @@ def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>", *, l
         scenario_name=scenario.name,
         source=str(source),
         target_url=target_url,
-        builtin=BuiltinTargetPlan(builtin.body_size, builtin.delay.min, builtin.delay.max, builtin.seed,
-                                  tuple(builtin.faults.items())),
+        builtin=TargetConfig(body_size=builtin.body_size, delay_min_s=builtin.delay.min,
+                             delay_max_s=builtin.delay.max, seed=builtin.seed, faults=tuple(builtin.faults.items())),
         engine=scenario.engine,
         flow=tuple(context.requests),
         stages=stages,

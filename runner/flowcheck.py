@@ -88,9 +88,10 @@ def _field_problems(text: str, where: tuple, locate: Locate, variables: dict, de
                     tables: dict) -> list[Problem]:
     from .loader import format_path
 
-    if unbalanced(text):
+    if where[-1] == "path" and unbalanced(text):  # elsewhere a stray brace is literal text (JSON, say)
         return [Problem(*locate(where), format_path(where),
-                        "unbalanced '{' or '}' in the template, e.g. '/item/{seq}'")]
+                        "unbalanced '{' or '}' in the path template (or a brace around something that is not a "
+                        "field name); fields look like '/item/{seq}'")]
     problems = []
     for name in fields_of(text):
         if field_kind(name, variables, defined) is not None:
@@ -100,14 +101,16 @@ def _field_problems(text: str, where: tuple, locate: Locate, variables: dict, de
 
 
 def _undefined(name: str, variables: dict, defined: set[str], tables: dict) -> str:
+    from .loader import _key_text  # names are quoted as short excerpts, like every loader message
+
     table, dot, column = name.partition(".")
     if dot and table in tables:
-        columns = ", ".join(tables[table].columns)
-        return f"data table '{table}' has no column '{column}' (its columns: {columns})"
+        columns = ", ".join(_key_text(c) for c in tables[table].columns[:10])
+        return f"data table '{table}' has no column '{_key_text(column)}' (its columns: {columns})"
     known = sorted(set(BUILTINS) | {str(k) for k in variables} | defined | {"uuid", "timestamp"})
     close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean '{{{close[0]}}}'?)" if close else ""
-    return (f"template field '{{{name}}}' is not defined{hint}; use a built-in ({', '.join(BUILTINS)}), "
+    hint = f" (did you mean '{{{_key_text(close[0])}}}'?)" if close else ""
+    return (f"template field '{{{_key_text(name)}}}' is not defined{hint}; use a built-in ({', '.join(BUILTINS)}), "
             f"a generator ({', '.join(GENERATORS)}), a key of 'vars', a data column (table.column) "
             f"or a value captured by an earlier step")
 

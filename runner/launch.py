@@ -49,14 +49,8 @@ def target_url(plan: Plan) -> Iterator[str]:
         yield plan.target_url
         return
     from .target.process import BuiltinTarget
-    from .target.server import TargetConfig
 
-    builtin = plan.builtin
-    config = TargetConfig(
-        body_size=builtin.body_size, delay_min_s=builtin.delay_min_s,
-        delay_max_s=builtin.delay_max_s, seed=builtin.seed, faults=builtin.faults,
-    )
-    with BuiltinTarget(config) as server:
+    with BuiltinTarget(plan.builtin) as server:
         yield server.url
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .target.config import TargetConfig
 from .templates import JsonTemplate, Template
 
 
@@ -116,24 +117,13 @@ class StagePlan:
 
 
 @dataclass(frozen=True, slots=True)
-class BuiltinTargetPlan:
-    """How to start the built-in target server (see :mod:`runner.target`)."""
-
-    body_size: int
-    delay_min_s: float
-    delay_max_s: float
-    seed: int
-    faults: tuple[tuple[str, float], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class Plan:
     """Everything a run needs, decided once before the first request."""
 
     scenario_name: str
     source: str
     target_url: str | None  # None means: start the built-in target and use its URL
-    builtin: BuiltinTargetPlan
+    builtin: TargetConfig  # how to start the built-in target (the same object the server gets)
     engine: str
     flow: tuple[RequestPlan, ...]  # every request step of every flow, by index
     stages: tuple[StagePlan, ...]

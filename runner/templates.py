@@ -29,8 +29,10 @@ import orjson
 
 from .secrets import resolve
 
-#: ``{field}`` (not ``${...}``) or a ``${...}`` secret reference, in one pass.
-_TOKEN = re.compile(r"\$\{[^{}]*\}|\{([^{}]*)\}")
+#: ``{field}`` (not ``${...}``) or a ``${...}`` secret reference, in one pass. A field is a name
+#: (``seq``, ``users.user``, ``randint:1:9``); any other brace is literal text, so a JSON string
+#: in a header or body stays as written.
+_TOKEN = re.compile(r"\$\{[^{}]*\}|\{([A-Za-z_][A-Za-z0-9_]*(?:[.:][A-Za-z0-9_\-]+)*)\}")
 _RANDINT = re.compile(r"randint:(-?\d+):(-?\d+)\Z")
 BUILTINS = ("seq", "worker", "vu", "iteration")
 GENERATORS = ("uuid", "timestamp", "randint:MIN:MAX")
@@ -42,7 +44,7 @@ def fields_of(text: str) -> list[str]:
 
 
 def unbalanced(text: str) -> bool:
-    """Braces that do not pair up outside secret references (``{seq`` or ``seq}``)."""
+    """Braces left over once fields and secret references are taken out (``{seq``, ``seq}``, ``{a b}``)."""
     rest = _TOKEN.sub("", text)
     return "{" in rest or "}" in rest
 

@@ -15,6 +15,9 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from runner.target.faults import FAULT_KINDS
+from runner.target.responses import MAX_BODY_SIZE
+
 from .checks import Checks
 from .data import DataSpec
 from .thresholds import AbortOnFail, ThresholdSpec
@@ -30,8 +33,8 @@ _TEMPLATE_FIELD = re.compile(r"(?<!\$)\{([^{}]*)\}")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 #: Characters an HTTP header value may not hold: line breaks would smuggle a second header.
 _HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-#: Largest body the built-in target serves (runner.target.responses.MAX_BODY_SIZE; a test keeps them equal).
-BUILTIN_MAX_BODY_SIZE = 256 * 1024 * 1024
+#: Largest body the built-in target serves: the server's own limit.
+BUILTIN_MAX_BODY_SIZE = MAX_BODY_SIZE
 
 
 def _header_name(name: str) -> str:
@@ -140,8 +143,7 @@ class BuiltinTarget(_Model):
     @field_validator("faults")
     @classmethod
     def _known_faults(cls, value: dict[str, float]) -> dict[str, float]:
-        kinds = ("bad-chunked", "close", "hang", "huge", "malformed-headers", "malformed-status", "reset",
-                 "short-body", "slow-body", "slow-headers", "status-burst")
+        kinds = FAULT_KINDS  # the server's own list
         for kind, probability in value.items():
             if kind not in kinds:
                 raise ValueError(f"unknown fault {kind!r}; kinds: {', '.join(kinds)}")

@@ -78,3 +78,13 @@ def test_engine_layer_never_imports_pydantic():
             "runner.plan, runner.vu; "
             "print('pydantic' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_braces_that_are_not_fields_stay_literal_in_headers_and_bodies(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("version: 1\nname: j\ntarget: http://127.0.0.1:9\n"
+                    "flow:\n  - {method: POST, path: /a, headers: {X-J: '{\"a\": 1}'}, body: '{\"n\": {seq}, \"x\": {}}'}\n"
+                    "stages: [{requests: 1, concurrency: 1}]\n")
+    (request,) = compile_scenario(load_scenario(path), path).flow
+    assert request.headers == (("X-J", '{"a": 1}'),)
+    assert request.body_template.render(_User()) == '{"n": 42, "x": {}}'
