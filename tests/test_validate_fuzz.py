@@ -203,7 +203,8 @@ SCENARIOS = st.fixed_dictionaries(
      "target": st.sampled_from(["builtin", "http://127.0.0.1:8080", "https://[::1]:8443/base", "http://localhost"]),
      "flow": st.lists(REQUESTS, min_size=1, max_size=3), "stages": st.lists(STAGES, min_size=1, max_size=3)},
     optional={"engine": st.sampled_from(["auto", "fast", "aiohttp"]), "workers": st.sampled_from([1, 2, "auto"]),
-              "interval": st.sampled_from(["1s", "250ms"])})
+              "interval": st.sampled_from(["1s", "250ms"])},
+).filter(lambda scenario: not (scenario.get("engine") == "fast" and scenario["target"].startswith("https")))
 
 
 @FUZZ
