@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -34,6 +36,12 @@ EXAMPLES = {path.stem: path.read_text(encoding="utf-8") for path in sorted((REPO
 SECONDS_PER_FILE = 5.0
 #: Where each example is written (a directory of its own: relative ${file:...} references resolve in it).
 WORKDIR = Path(tempfile.mkdtemp(prefix="runner-fuzz-"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_workdir():
+    yield
+    shutil.rmtree(WORKDIR, ignore_errors=True)
 
 FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=150,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
