@@ -268,13 +268,24 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     for path in args.scenarios:
         try:
             scenario = load_scenario(path, overrides=args.overrides, known_reporters=known)
-            compile_scenario(scenario, path)  # all that run checks before sending, without servers or DNS
+            plan = compile_scenario(scenario, path)  # all that run checks before sending, without servers or DNS
+            _check_engine_fits(plan, scenario.source_of(("engine",), path))
         except UsageError as exc:
             failed += 1
             print(exc, file=sys.stderr)
         else:
             print(f"{path}: ok")
     return EXIT_USAGE if failed else EXIT_OK
+
+
+def _check_engine_fits(plan, where: str) -> None:
+    """``engine: fast`` with a target it cannot speak: run refuses that when it builds the engine; validate says so."""
+    from .engines.fast import unsupported_reason
+
+    reason = unsupported_reason(plan, None) if plan.engine == "fast" else None
+    if reason is not None:
+        raise UsageError(f"{where}: engine: the fast engine does not support {reason}; "
+                         "use 'engine: aiohttp' or 'engine: auto'")
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

@@ -687,16 +687,17 @@ def validate_data(marked: _Marked, source: str, known_reporters: Iterable[str] |
     if problems:
         raise ScenarioError(_capped(problems, source))
     assert scenario is not None
-    scenario._sources.update(_threshold_sources(scenario, marked, source))
+    scenario._sources.update(_field_sources(scenario, marked, source))
     scenario._tables.update(tables)  # read once, here; the compiler takes them from the scenario
     return scenario
 
 
-def _threshold_sources(scenario: Scenario, marked: _Marked, source: str) -> dict:
+def _field_sources(scenario: Scenario, marked: _Marked, source: str) -> dict:
+    """"file:line" of the fields that later steps name in messages: thresholds, and engine and target."""
     sources = {}
-    for index in range(len(scenario.thresholds)):
-        origin, line, _ = _locate(marked, ("thresholds", index), source)
-        sources[("thresholds", index)] = f"{origin}:{line}" if line is not None else origin
+    for path in [("thresholds", index) for index in range(len(scenario.thresholds))] + [("engine",), ("target",)]:
+        origin, line, _ = _locate(marked, path, source)
+        sources[path] = f"{origin}:{line}" if line is not None else origin
     return sources
 
 
