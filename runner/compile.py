@@ -180,7 +180,7 @@ class _Context:
             connect_timeout_s=defaults.connect_timeout,
             read_timeout_s=defaults.read_timeout,
             max_response_bytes=defaults.max_response_size,
-            capture_headers=needs_headers or self.cookies,
+            capture_headers=needs_headers,
             capture_body=max(CHECK_BODY_LIMIT if needs_body else 0, 0),
             checks=checks,
             has_status_check=has_status_check,

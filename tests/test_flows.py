@@ -342,3 +342,13 @@ def test_data_file_problems_point_at_their_line(tmp_path, capsys):
     assert main(["validate", str(scenario)]) == 2
     err = capsys.readouterr().err
     assert f"{scenario}:4" in err and "data.users.file" in err
+
+
+def test_the_cookie_jar_reads_set_cookie_from_the_raw_head_in_any_case():
+    from runner.engines.fast.protocol import _set_cookies
+
+    head = (b"HTTP/1.1 200 OK\r\nSET-COOKIE: a=1; Path=/\r\nContent-Length: 2\r\n"
+            b"set-cookie: b=2; Expires=Wed, 21 Oct 2015 07:28:00 GMT\r\n\r\nok")
+    assert _set_cookies([head[:30], head[30:]]) == {
+        "set-cookie": "a=1; Path=/\nb=2; Expires=Wed, 21 Oct 2015 07:28:00 GMT"}
+    assert _set_cookies([b"HTTP/1.1 200 OK\r\nX-Set-Cookie-Note: no\r\n\r\nset-cookie: c=3\r\n"]) == {}

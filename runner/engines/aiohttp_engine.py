@@ -259,8 +259,12 @@ class AiohttpEngine:
                         if limit > 0 and received > limit:
                             response.close()  # drop the connection: the rest of the body is never read
                             raise TransportError("body_too_large", f"the response body exceeded {limit} bytes")
-                if request.capture_headers or keep > 0:
-                    captured = _captured_headers(response.raw_headers) if request.capture_headers else {}
+                if request.capture_headers or keep > 0 or request.send_cookies:
+                    if request.capture_headers:
+                        captured = _captured_headers(response.raw_headers)
+                    else:  # the jar needs only Set-Cookie
+                        lines = response.headers.getall("Set-Cookie", ())
+                        captured = {"set-cookie": "\n".join(lines)} if lines else {}
                     return response.status, received, captured, bytes(prefix)
                 return response.status, received, None, None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:

@@ -79,7 +79,7 @@ class Encoded:
         self.limit = max(request.max_response_bytes, 0)
         self.capture_headers = bool(request.capture_headers)
         self.capture_body = max(request.capture_body, 0)
-        self.captures = self.capture_headers or self.capture_body > 0
+        self.captures = self.capture_headers or self.capture_body > 0 or request.send_cookies
         self.target = request.target
         self.whole = None
         self.body = None

@@ -34,7 +34,7 @@ from ...plan import Plan, RequestPlan
 from ...secrets import basic_authorization, url_credentials, with_authorization
 from ..base import TransportError, describe, open_channel
 from .encoding import Encoded, FastEngineUnsupported
-from .protocol import _CheckedConnection, _Connection, _error_class_for_connect
+from .protocol import _CheckedConnection, _Connection, _error_class_for_connect, _HeaderConnection
 
 __all__ = ["FastEngine", "FastEngineUnsupported", "unsupported_reason"]
 
@@ -286,7 +286,11 @@ class FastEngine:
         encoded = self._encoded
         self._silence_limits = any(e.read_timeout is not None for e in encoded)
         checked = self._silence_limits or any(e.limit or e.captures for e in encoded)
-        self._connection_class = _CheckedConnection if checked else _Connection
+        checked = checked or any(e.cookies for e in encoded)
+        if any(e.capture_headers for e in encoded):
+            self._connection_class = _HeaderConnection
+        else:
+            self._connection_class = _CheckedConnection if checked else _Connection
         shortest = min([r.timeout_s for r in plan.flow]
                        + [r.read_timeout_s for r in plan.flow if r.read_timeout_s is not None] or [1.0])
         self._tick_s = min(max(shortest / 10.0, _WATCHDOG_MIN_S), _WATCHDOG_MAX_S)

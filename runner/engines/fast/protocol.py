@@ -137,7 +137,7 @@ class _HeadResponse:
 
     def on_message_begin(self) -> None:
         self.connection = b""
-        if self.conn.encoded.capture_headers:
+        if self.conn.encoded.capture_headers or self.conn.encoded.cookies:
             self.headers = {}
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -389,10 +389,6 @@ class _CheckedConnection(_Connection):
             self.captured_headers = {}
             self.captured_body = bytearray()
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.encoded.capture_headers:
-            _add_header(self.captured_headers, name, value)
-
     def on_body(self, body: bytes) -> None:
         received = self.received + len(body)
         self.received = received
@@ -418,5 +414,44 @@ class _CheckedConnection(_Connection):
         _Connection._completed_by_eof(self, waiter)
 
     def _capture(self) -> tuple[dict, bytes]:
-        return self.captured_headers, bytes(self.captured_body)
+        headers = self.captured_headers
+        if not headers and self.encoded.cookies:
+            headers = _set_cookies(self.head_chunks)
+        return headers, bytes(self.captured_body)
+
+
+class _HeaderConnection(_CheckedConnection):
+    """A checked connection that also keeps every response header (checks or captures read them).
+
+    Only plans that need headers pay for a Python call per header; a cookie
+    jar alone makes do with :func:`_set_cookies`, one search of the head.
+    """
+
+    __slots__ = ()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.encoded.capture_headers:
+            _add_header(self.captured_headers, name, value)
+
+
+def _set_cookies(chunks: list) -> dict:
+    """``{"set-cookie": lines}`` from the raw head of a response, or ``{}``: one search when there is none.
+
+    The jar needs only Set-Cookie, so instead of a parser callback per header
+    the head (kept anyway, see :func:`_ended_by_eof`) is searched once.
+    """
+    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    end = raw.find(b"\r\n\r\n")
+    head = raw[:end] if end >= 0 else raw
+    lowered = head.lower()
+    start = lowered.find(b"\nset-cookie:")
+    if start < 0:
+        return {}
+    lines = []
+    while start >= 0:
+        value_start = start + len(b"\nset-cookie:")
+        value_end = head.find(b"\r\n", value_start)
+        lines.append(head[value_start:value_end if value_end >= 0 else len(head)].strip().decode("latin-1"))
+        start = lowered.find(b"\nset-cookie:", value_start)
+    return {"set-cookie": "\n".join(lines)}
 
