@@ -156,6 +156,9 @@ class AiohttpTransport:
         if wake is not None and not wake.done():
             wake.set_result(None)
 
+    async def prepare(self, timeout_s: float) -> None:
+        """Nothing to do ahead of time: aiohttp's pool connects on demand."""
+
     def abort(self) -> None:
         self._next = None
         task, self._task = self._task, None

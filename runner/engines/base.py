@@ -63,6 +63,10 @@ class Transport(Protocol):
     def send(self, request: RequestPlan, user) -> None:
         ...
 
+    async def prepare(self, timeout_s: float) -> None:
+        """Connect ahead of the first request, where the engine can (failures are left to that request)."""
+        ...
+
     def abort(self) -> None:
         ...
 

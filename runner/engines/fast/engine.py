@@ -116,6 +116,19 @@ class FastTransport:
         if encoded.body is not None:
             conn.transport.write(encoded.body)
 
+    async def prepare(self, timeout_s: float) -> None:
+        """Open the connection now, before any request (the open model readies its users this way).
+
+        A failure is not an error here: the first request connects again and reports what happens.
+        """
+        conn = self._conn
+        if (conn is not None and conn.alive) or self.pending:
+            return
+        try:
+            await self._connect(self._loop.time() + timeout_s)
+        except TransportError:
+            pass
+
     def abort(self) -> None:
         """Forget the request in flight (the user counted it as cut off) and drop its connection."""
         self.pending = False
