@@ -8,7 +8,7 @@ so the per-request path never touches validation code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .target.config import TargetConfig
 from .templates import JsonTemplate, Template
@@ -70,6 +70,13 @@ class FlowPlan:
     steps: tuple
     data_per_iteration: tuple[int, ...] = ()  # indexes into Plan.data drawn at each iteration
     data_per_user: tuple[int, ...] = ()  # drawn once per virtual user
+
+    single: bool = field(init=False, default=False)  # one request per iteration and nothing else
+
+    def __post_init__(self) -> None:
+        single = (len(self.steps) == 1 and not self.once and isinstance(self.steps[0], RequestPlan)
+                  and not self.data_per_iteration and not self.data_per_user)
+        object.__setattr__(self, "single", single)
 
     @property
     def first_request(self) -> int:

@@ -273,8 +273,21 @@ class VirtualUser:
             # if the stage's budget then cut the loop short: the next stage does not log in again
             self.once_done.add(flow.index)
         if counted:
-            stats = run.flows[flow.index]
-            stats.iteration((_perf_ns() - self.iteration_start) // 1000, self.iteration_failed)
+            now = _perf_ns()
+            run.flows[flow.index].iteration((now - self.iteration_start) // 1000, self.iteration_failed)
+            if flow.single and not run.open and self.local < run.allowed:
+                # The commonest loop (one request, nothing else per iteration): send the next now.
+                seq = run.take()
+                if seq >= 0:
+                    request = flow.steps[0]
+                    self.iteration += 1
+                    self.iteration_failed = False
+                    self.iteration_start = self.sent_ns = now
+                    self.seq = seq
+                    self.request = request
+                    run.started += 1
+                    self.transport.send(request, self)
+                    return
         if run.open:
             self.due_ns = 0
             if self.exhausted:
@@ -328,8 +341,12 @@ class VirtualUser:
             if error is not None:
                 stats.sample(error, f"{request.name}: the response held no value for a capture")
                 self._skip_rest()
-        if not self.stopped:
+        if self.stopped:
+            return
+        if self.position < len(self.steps):
             self.advance()
+        else:  # the iteration is complete (advance would only find that out)
+            self.finish_iteration(True)
 
     def on_failure(self, error_class: str, detail: str) -> None:
         """The request got no HTTP response; ``error_class`` says why."""
