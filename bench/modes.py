@@ -30,6 +30,8 @@ FULL_DURATION_S = 10.0
 QUICK_DURATION_S = 3.0
 #: The goals mode's static rows: the table's /small rows, wrk against runner-fast.
 GOAL_ROWS = [("/small", 100), ("/small", 1000)]
+#: The issue's goals for runner-fast / wrk on the static GET, by concurrency.
+STATIC_GOALS = {100: 0.9, 1000: 0.8}
 GOAL_CLIENTS = ["wrk", "runner-fast"]
 
 
@@ -196,8 +198,10 @@ def summarize_goals(table: list[dict], opened: dict, flowed: dict, served: dict,
         ratio = row.get("ratio_to_wrk") if row else None
         measured = (f"{row['rps']:,.0f} / {wrk['rps']:,.0f} = {ratio:.3f}" if ratio is not None
                     else "no figure")
+        goal = STATIC_GOALS.get(concurrency)
         goals.append({"item": 1, "what": f"runner-fast / wrk req/s, GET {path} c={concurrency}",
-                      "measured": measured, "value": ratio, "goal": None, "met": None})
+                      "measured": measured, "value": ratio, "goal": f">= {goal}" if goal else None,
+                      "met": (ratio >= goal) if goal and ratio is not None else None})
 
     if opened["status"] == "ok":
         value = opened["achieved_over_requested"]

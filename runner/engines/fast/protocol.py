@@ -160,6 +160,7 @@ class _HeadResponse:
         if waiter is None:
             return
         conn.waiter = None
+        conn.completed += 1
         if parser.get_http_version() == "1.1":
             keep_alive = b"close" not in self.connection
         else:
@@ -187,7 +188,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     __slots__ = (
         "channel", "transport", "parser", "main_parser", "alive", "waiter", "deadline", "received",
-        "head_chunks", "sent", "encoded", "_read_view",
+        "head_chunks", "sent", "encoded", "_read_view", "completed",
     )
 
     def __init__(self, channel: "FastTransport"):
@@ -202,6 +203,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.sent = None  # the request bytes in flight when it may be retried, else None
         self.encoded = None
         self._read_view = channel._engine._read_view
+        self.completed = 0  # responses completed on this connection
 
     def start(self, waiter: asyncio.Future, data: bytes, encoded: "Encoded", deadline: float,
               retryable: bool) -> None:
@@ -237,10 +239,15 @@ class _Connection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         data = self._read_view[:nbytes]
-        if self.waiter is None or not self.received:
-            self.data_received(data)  # the rare paths and the head of a response
+        if self.waiter is None or self.received or self.head_chunks:
+            self.data_received(data)  # the rare paths, a body, or the rest of a head that came in pieces
             return
-        self._feed(data)  # inside a body: only the parser needs the bytes
+        # The first bytes of a response, most often all of it: the head is kept (for an EOF
+        # to be judged, see _ended_by_eof) only when the response is not complete after them.
+        completed = self.completed
+        self._feed(data)
+        if self.completed == completed and self.waiter is not None:
+            self.head_chunks.append(bytes(data))
 
     def data_received(self, data) -> None:
         if self.waiter is None:
@@ -313,6 +320,7 @@ class _Connection(asyncio.BufferedProtocol):
         if status < 200 and status != 101:
             return  # an interim (1xx) response: keep waiting for the final one
         self.waiter = None
+        self.completed += 1
         if status == 101 or not parser.should_keep_alive():
             self.alive = False
             self.transport.close()
@@ -375,7 +383,11 @@ class _CheckedConnection(_Connection):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.reads += 1  # the watchdog tells silence from a slow trickle by this count
-        super().buffer_updated(nbytes)
+        data = self._read_view[:nbytes]
+        if self.waiter is None or not self.received:
+            _Connection.data_received(self, data)  # the head is kept as it arrives: cookies are read from it
+            return
+        self._feed(data)
 
     def data_received(self, data) -> None:
         self.reads += 1  # (also reached directly, without buffer_updated, by tests and retries)
