@@ -32,7 +32,7 @@ from .target.config import TargetConfig
 from .errors import Problem, ScenarioError
 from .secrets import (MIN_SECRET_LENGTH, SENSITIVE_HEADERS, basic_authorization, too_short, url_credentials,
                       url_secrets)
-from .templates import Template, compile_json, compile_template, fields_of
+from .templates import Template, compile_json, compile_template, fields_of, merge_literals
 
 _FORM = "application/x-www-form-urlencoded"
 _JSON = "application/json"
@@ -201,7 +201,7 @@ class _Context:
             pieces.append(separator + quote_plus(str(key)) + "=")
             for piece in self.template(str(value)).pieces:
                 pieces.append(quote_plus(piece) if type(piece) is str else partial(_form_quoted, piece))
-        return Template(path + _query_suffix(query, path), tuple(_joined_literals(pieces)))
+        return Template(path + _query_suffix(query, path), merge_literals(pieces))
 
     def _body(self, step):
         if step.json_body is not None:
@@ -227,16 +227,6 @@ def _query_suffix(query: dict, path: str) -> str:
 
 def _form_quoted(render, user) -> str:
     return quote_plus(render(user))
-
-
-def _joined_literals(pieces: list) -> list:
-    merged: list = []
-    for piece in pieces:
-        if type(piece) is str and merged and type(merged[-1]) is str:
-            merged[-1] += piece
-        elif piece != "":
-            merged.append(piece)
-    return merged
 
 
 def _texts(step) -> list[str]:

@@ -207,13 +207,18 @@ def compile_template(text: str, variables: dict, secrets: set[str], base_dir: Pa
             pieces.append(_field_renderer(name, variables))
         position = match.end()
     pieces.append(text[position:])
+    return Template(text, merge_literals(pieces))
+
+
+def merge_literals(pieces: list) -> tuple:
+    """Adjacent literal strings joined and empty ones dropped: the fewest pieces to join per request."""
     merged: list = []
     for piece in pieces:
         if type(piece) is str and merged and type(merged[-1]) is str:
             merged[-1] += piece
         elif piece != "":
             merged.append(piece)
-    return Template(text, tuple(merged))
+    return tuple(merged)
 
 
 # -- JSON bodies -------------------------------------------------------------------------------

@@ -16,14 +16,13 @@ fire when the fast engine's do.
 from __future__ import annotations
 
 import asyncio
-import errno
 import math
 import ssl
 
 import aiohttp
 
 from ..plan import Plan, RequestPlan
-from .base import TransportError, describe, open_channel
+from .base import TransportError, connect_errno_class, describe, lost_errno_class, open_channel
 
 _READ_CHUNK = 1 << 16
 #: The code of the connector method(s) a request is in while it waits for a connection.
@@ -32,8 +31,6 @@ _CONNECT_CODES = frozenset(
                       for cls in (aiohttp.BaseConnector, aiohttp.TCPConnector))
     if code is not None
 )
-_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.ENOBUFS}
-_UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH}
 
 
 def classify(exc: BaseException) -> str:
@@ -59,21 +56,15 @@ def classify(exc: BaseException) -> str:
     os_error = getattr(exc, "os_error", None) if isinstance(exc, aiohttp.ClientConnectorError) else exc
     code = getattr(os_error, "errno", None)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        if code == errno.ECONNREFUSED:
-            return "connect_refused"
-        if code in _UNREACHABLE_ERRNOS:
-            return "unreachable"
-        if code in _RESOURCE_ERRNOS:
-            return "client_resource"
+        known = connect_errno_class(code)
+        if known is not None:
+            return known
         if code is not None and "Name or service" in str(os_error):
             return "dns"
         return "other"
-    if code in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
-        return "reset"
-    if code in _UNREACHABLE_ERRNOS:
-        return "unreachable"
-    if code in _RESOURCE_ERRNOS:
-        return "client_resource"
+    known = lost_errno_class(code)
+    if known is not None:
+        return known
     if isinstance(exc, aiohttp.ClientConnectionError):
         return "closed_early"
     return "other"

@@ -16,6 +16,7 @@ tests that want a single request's outcome, never for the load itself.
 
 from __future__ import annotations
 
+import errno
 from typing import Awaitable, Protocol
 
 from ..plan import Plan, RequestPlan
@@ -72,6 +73,36 @@ class Transport(Protocol):
 
     def close(self) -> None:
         ...
+
+
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.ENOBUFS})
+_RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
+_UNREACHABLE_ERRNOS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH})
+
+
+def connect_errno_class(code: int | None) -> str | None:
+    """The error class of a failed connect's errno, or None if the errno does not decide it.
+
+    Both engines use it, so the same fault is the same class whichever engine met it.
+    """
+    if code == errno.ECONNREFUSED:
+        return "connect_refused"
+    if code in _UNREACHABLE_ERRNOS:
+        return "unreachable"
+    if code in _RESOURCE_ERRNOS:
+        return "client_resource"
+    return None
+
+
+def lost_errno_class(code: int | None) -> str | None:
+    """The error class of an errno that ended an established connection, or None if it does not decide it."""
+    if code in _RESET_ERRNOS:
+        return "reset"
+    if code in _UNREACHABLE_ERRNOS:  # an ICMP error ended the connection: the route went away
+        return "unreachable"
+    if code in _RESOURCE_ERRNOS:
+        return "client_resource"
+    return None
 
 
 def describe(exc: BaseException) -> str:

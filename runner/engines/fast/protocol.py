@@ -18,15 +18,12 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from ..base import TransportError, describe
+from ..base import TransportError, connect_errno_class, describe, lost_errno_class
 
 if TYPE_CHECKING:
     from .encoding import Encoded
     from .engine import FastTransport
 
-_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.ENOBUFS})
-_RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
-_UNREACHABLE_ERRNOS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH})
 
 _new_parser = httptools.HttpResponseParser
 _ParserError = httptools.HttpParserError
@@ -42,26 +39,16 @@ def _error_class_for_connect(exc: BaseException) -> str:
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return "connect_timeout"
     code = getattr(exc, "errno", None)
-    if code == errno.ECONNREFUSED:
-        return "connect_refused"
-    if code in _UNREACHABLE_ERRNOS:
-        return "unreachable"
-    if code in _RESOURCE_ERRNOS:
-        return "client_resource"
     if code == errno.ETIMEDOUT:
         return "connect_timeout"
-    return "other"
+    return connect_errno_class(code) or "other"
 
 
 def _error_class_for_lost(exc: BaseException) -> str:
     """Classify an exception that ended an established connection mid-response."""
-    code = getattr(exc, "errno", None)
-    if code in _RESET_ERRNOS:
-        return "reset"
-    if code in _UNREACHABLE_ERRNOS:  # an ICMP error ended the connection: the route went away
-        return "unreachable"
-    if code in _RESOURCE_ERRNOS:
-        return "client_resource"
+    known = lost_errno_class(getattr(exc, "errno", None))
+    if known is not None:
+        return known
     if isinstance(exc, OSError):
         return "closed_early"
     return "other"
@@ -239,8 +226,11 @@ class _Connection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         data = self._read_view[:nbytes]
-        if self.waiter is None or self.received or self.head_chunks:
-            self.data_received(data)  # the rare paths, a body, or the rest of a head that came in pieces
+        if self.received and self.waiter is not None:
+            self._feed(data)  # inside a body: only the parser needs the bytes
+            return
+        if self.waiter is None or self.head_chunks:
+            self.data_received(data)  # the rare paths, or the rest of a head that came in pieces
             return
         # The first bytes of a response, most often all of it: the head is kept (for an EOF
         # to be judged, see _ended_by_eof) only when the response is not complete after them.
