@@ -28,6 +28,7 @@ import json
 import os
 import random
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -118,7 +119,7 @@ def _check_process(process_index: int, process_count: int) -> None:
         raise ValueError(f"process {process_index} of {process_count}: need 0 <= index < count")
 
 
-class DataCursor:
+class DataCursor(ABC):
     """Hands out the rows of one table within one worker process.
 
     ``next()`` is called once per virtual user (``per: vu``) or once per flow
@@ -141,8 +142,9 @@ class DataCursor:
     def __init__(self) -> None:
         self.used = 0
 
+    @abstractmethod
     def next(self) -> tuple | None:
-        raise NotImplementedError
+        """The next row for a user, or None when a unique table has none left for this process."""
 
     @property
     def exhausted(self) -> bool:

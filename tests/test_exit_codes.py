@@ -173,7 +173,7 @@ def test_unreachable_host_or_network_is_its_own_class_in_both_engines(code):
     error = OSError(code, "No route to host")
     assert _error_class_for_connect(error) == "unreachable"
     assert _error_class_for_lost(error) == "unreachable"
-    key = ConnectionKey("10.255.255.1", 80, False, True, None, None, None, None)
+    key = ConnectionKey("127.0.0.1", 80, False, True, None, None, None, None)
     assert classify(aiohttp.ClientConnectorError(key, error)) == "unreachable"
     assert classify(aiohttp.ClientOSError(code, "No route to host")) == "unreachable"
 
