@@ -76,6 +76,8 @@ class StageRun:
         """The next request's sequence number, or -1 when the stage has no more to send."""
         taken = self.taken
         if taken >= self.limit or self.control.stopping or (self.timed and self.loop.time() >= self.deadline):
+            if self.parked:  # users a ramp held back would otherwise wait for the deadline to stop
+                self.set_allowed(self.allowed)
             return -1
         self.taken = taken + 1
         return self.offset + taken * self.step
@@ -88,7 +90,8 @@ class StageRun:
 
     def user_stopped(self) -> None:
         self.active -= 1
-        if self.active <= 0 and not self.finished.done():
+        done = (not self.dispatching and len(self.idle) >= self.active) if self.open else self.active <= 0
+        if done and not self.finished.done():
             self.finished.set_result(None)
 
     def user_idle(self, user: "VirtualUser") -> None:
@@ -102,11 +105,17 @@ class StageRun:
         self.allowed = allowed
         if self.parked:
             waiting, self.parked = self.parked, []
+            over = (self.taken >= self.limit or self.control.stopping
+                    or (self.timed and self.loop.time() >= self.deadline))
             for user in waiting:
-                if user.local < allowed or self.control.stopping or self.loop.time() >= self.deadline:
-                    self.loop.call_soon(user.next_iteration)
+                if user.local < allowed or over:
+                    self.loop.call_soon(self._wake, user)
                 else:
                     self.parked.append(user)
+
+    def _wake(self, user: "VirtualUser") -> None:
+        if user.run is self and not user.stopped:  # not a wake-up left over from an earlier stage
+            user.next_iteration()
 
 
 def weighted_cycle(flows: tuple[FlowPlan, ...]) -> tuple[int, ...]:
@@ -170,8 +179,7 @@ class VirtualUser:
     def start(self, run: StageRun) -> None:
         """Closed model: join ``run`` and keep iterating until it has nothing more to send."""
         self.run = run
-        self.stopped = False
-        run.active += 1
+        self.stopped = False  # the model counted this user in run.active before starting any
         cycle = run.flow_cycle
         self.flow = self.flows[cycle[self.cycle_position % len(cycle)]]
         self.next_iteration()
@@ -193,6 +201,12 @@ class VirtualUser:
         """Start one iteration of ``self.flow``; ``due_ns`` is the open model's arrival time (0: now)."""
         flow = self.flow
         if (flow.data_per_user or flow.data_per_iteration) and not self._draw_rows(flow):
+            run = self.run
+            if run.open:  # this arrival cannot run; the user can still serve other flows' arrivals
+                run.stats[flow.first_request].dropped += 1
+                run.flows[flow.index].dropped += 1
+                run.user_idle(self)
+                return
             self.exhausted = True
             self.finish_iteration(counted=False)
             return
@@ -367,6 +381,18 @@ class VirtualUser:
             self._skip_rest()
         if not self.stopped:
             self.advance()
+
+    def crashed(self, error: BaseException) -> None:
+        """A bug in this user's own handling of an answer: keep its message, stop the user, never hang the stage."""
+        run = self.run
+        request, self.request = self.request, None
+        if run is not None:
+            index = request.index if request is not None else self.flow.first_request
+            run.stats[index].sample("other", f"runner bug in a virtual user: {type(error).__name__}: {error}")
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.stop()
 
     def _skip_rest(self) -> None:
         """Count the rest of this iteration's requests as skipped and end it here."""

@@ -352,3 +352,103 @@ def test_the_cookie_jar_reads_set_cookie_from_the_raw_head_in_any_case():
     assert _set_cookies([head[:30], head[30:]]) == {
         "set-cookie": "a=1; Path=/\nb=2; Expires=Wed, 21 Oct 2015 07:28:00 GMT"}
     assert _set_cookies([b"HTTP/1.1 200 OK\r\nX-Set-Cookie-Note: no\r\n\r\nset-cookie: c=3\r\n"]) == {}
+
+
+EXHAUSTING = """\
+version: 1
+name: exhausting
+target: builtin
+data:
+  codes: {{file: codes.csv, mode: unique, per: iteration}}
+flows:
+  - name: signup
+    steps: [{{name: signup, path: "/signup/{{codes.code}}"}}]
+  - name: browse
+    steps: [{{name: browse, path: "/browse/{{seq}}"}}]
+stages:
+{stages}
+"""
+
+
+def test_a_table_running_out_stops_only_the_users_that_need_it_closed(tmp_path):
+    (tmp_path / "codes.csv").write_text("code\nc1\nc2\n")
+    stages = "\n".join(f"  - {{name: s{i}, requests: 300, concurrency: 4}}" for i in range(3))
+    result = run(tmp_path, EXHAUSTING.format(stages=stages))
+    # the signup users stop (no code left) while the browse users still spend every stage's budget
+    assert [stage["requests"] for stage in result["stages"]] == [300, 300, 300]
+    assert step(result, "signup")["requests"] == 2
+    assert result["totals"]["requests"] == step(result, "signup")["requests"] + step(result, "browse")["requests"]
+    assert result["data"][0]["exhausted"] is True
+
+
+def test_a_table_running_out_drops_only_that_flows_arrivals_open(tmp_path):
+    (tmp_path / "codes.csv").write_text("code\nc1\nc2\n")
+    result = run(tmp_path, EXHAUSTING.format(stages="  - {rate: 200/s, duration: 1s, max_in_flight: 10}"))
+    (stage,) = result["stages"]
+    flows = {f["name"]: f for f in stage["by_flow"]}
+    assert stage["rate"]["scheduled"] == 200
+    assert sum(f["iterations"] + f["dropped"] for f in flows.values()) == 200  # every arrival accounted for
+    assert flows["signup"]["iterations"] == 2 and flows["signup"]["dropped"] == 98
+    assert flows["browse"]["dropped"] == 0 and flows["browse"]["iterations"] == 100
+
+
+def test_a_ramp_with_a_request_budget_ends_when_the_budget_is_spent(tmp_path):
+    result = run(tmp_path, """\
+version: 1
+name: ramp-budget
+target: builtin
+flow: [{path: /r}]
+stages: [{requests: 200, duration: 4s, concurrency: {from: 1, to: 50}}]
+""")
+    (stage,) = result["stages"]
+    assert stage["requests"] == 200 and stage["duration_s"] < 2.0
+
+
+def test_seq_is_unique_across_processes_in_a_duration_stage(tmp_path):
+    seen: Counter = Counter()
+
+    async def handle(request: web.Request) -> web.Response:
+        seen[request.path] += 1
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    with ThreadedServer(app) as server:
+        result = run(tmp_path, f"""\
+version: 1
+name: seq-unique
+target: {server.url}
+workers: 2
+flow: [{{path: "/s/{{seq}}"}}]
+stages: [{{duration: 1s, concurrency: 4}}]
+""")
+    assert result["totals"]["requests"] == sum(seen.values()) > 0
+    assert max(seen.values()) == 1  # no {seq} sent twice
+
+
+def test_both_engines_send_the_same_header_names(tmp_path):
+    names = {}
+    for engine in ENGINES:
+        got: list = []
+
+        async def handle(request: web.Request) -> web.Response:
+            got.append(tuple(sorted(k.lower() for k in request.headers)))
+            return web.json_response({"ok": 1})
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        with ThreadedServer(app) as server:
+            run(tmp_path, f"""\
+version: 1
+name: header-names
+target: {server.url}
+engine: {engine}
+flow:
+  - {{path: /a}}
+  - {{method: POST, path: /b, body: raw}}
+  - {{method: POST, path: /c, json: {{x: 1}}}}
+stages: [{{requests: 3, concurrency: 1}}]
+""")
+        names[engine] = got
+    assert names["fast"] == names["aiohttp"]
+    assert all("accept-encoding" not in n for n in names["fast"])

@@ -174,15 +174,19 @@ class AiohttpTransport:
             try:
                 status, received, headers, body = await exchange(request, user)
             except TransportError as exc:
-                user.on_failure(exc.error_class, str(exc))
+                outcome = (user.on_failure, exc.error_class, str(exc))
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                user.on_failure(classify(exc), _detail(exc))
+                outcome = (user.on_failure, classify(exc), _detail(exc))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # an engine bug must not stop the user: count it
-                user.on_failure("other", describe(exc))
+                outcome = (user.on_failure, "other", describe(exc))
             else:
-                user.on_response(status, received, headers, body)
+                outcome = (user.on_response, status, received, headers, body)
+            try:
+                outcome[0](*outcome[1:])
+            except Exception as exc:  # a bug in the user must not end this driver
+                user.crashed(exc)
 
 
 class AiohttpEngine:
@@ -201,7 +205,10 @@ class AiohttpEngine:
         # The users' own jars decide which cookies are sent (the same as on the fast engine).
         self.session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent",), headers={"User-Agent": "runner"},
+            # only the headers the fast engine sends too: no Accept, no Accept-Encoding (bodies are never
+            # decompressed, so captures and checks must not get compressed ones), no guessed Content-Type
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            headers={"User-Agent": "runner"},
         )
 
     def transport(self, user) -> AiohttpTransport:

@@ -165,6 +165,9 @@ class _OneRequestUser:
 
     __slots__ = ("seq", "worker", "number", "iteration", "vars", "future", "request", "cookie_header", "captured")
 
+    def crashed(self, error: BaseException) -> None:
+        self.on_failure("other", describe(error))
+
     def __init__(self, worker: int):
         self.seq = 0
         self.worker = self.number = worker

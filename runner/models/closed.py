@@ -31,8 +31,10 @@ async def run(executor, stage: StagePlan, run_state) -> None:
         run_state.allowed = stage.concurrency_start
     ramp = asyncio.create_task(_ramp(stage, run_state, started)) if stage.is_ramp else None
     try:
+        run_state.active = len(users)  # all counted first: a user that stops at once must not end the stage
         for user in users:
             executor.attach(user, run_state)
+        for user in users:
             user.start(run_state)
         if not users and not run_state.finished.done():
             run_state.finished.set_result(None)
@@ -60,11 +62,11 @@ def share(stage: StagePlan, part: int, parts: int) -> dict:
     if part >= active:  # no users here: the stage ends at once in this process
         return dict(requests=0 if stage.requests is not None else None, concurrency_start=0, concurrency_end=0)
     requests = None
-    offset = 0
+    offset, step = part, active  # no request count: processes number their requests apart by striding
     if stage.requests is not None:
         requests = split_evenly(stage.requests, active, part)
-        offset = sum(split_evenly(stage.requests, active, k) for k in range(part))
-    return dict(requests=requests, seq_offset=offset,
+        offset, step = sum(split_evenly(stage.requests, active, k) for k in range(part)), 1
+    return dict(requests=requests, seq_offset=offset, seq_step=step,
                 concurrency_start=split_evenly(stage.concurrency_start, active, part),
                 concurrency_end=split_evenly(stage.concurrency_end, active, part))
 

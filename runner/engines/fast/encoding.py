@@ -88,6 +88,7 @@ class Encoded:
         # whether every render can be sent without quoting; other fields are checked per request.
         sample = path_prefix + _sample(request.target)
         self.plain = (sample.isascii() and _PLAIN_PATH.match(sample) is not None
+                      and _BAD_PERCENT.search(sample) is None
                       and all(field in DIGIT_FIELDS for field in request.target.fields))
         simple = not self.headers and not self.cookies and self.body_template is None
         if simple:
@@ -107,7 +108,7 @@ class Encoded:
         self.prefix += self.encode_path(path_prefix)
 
     def encode_path(self, path: str) -> bytes:
-        if path.isascii() and _PLAIN_PATH.match(path) is not None:
+        if path.isascii() and _PLAIN_PATH.match(path) is not None and _BAD_PERCENT.search(path) is None:
             return path.encode("ascii")
         return _quote_path(path)
 

@@ -58,6 +58,11 @@ def unsupported_reason(plan: Plan, base_url: str | None) -> str | None:
     return None
 
 
+def _render_failed(user, request: RequestPlan, detail: str) -> None:
+    if user.request is request:  # still that request (not one of a later stage)
+        user.on_failure("other", detail)
+
+
 class FastTransport:
     """One virtual user's connection slot; reconnects lazily whenever the connection is gone.
 
@@ -88,7 +93,7 @@ class FastTransport:
             try:
                 data = encoded.render(user)
             except Exception as exc:  # a template that cannot render for this user: count, never crash
-                self._loop.call_soon(user.on_failure, "other", describe(exc))
+                self._loop.call_soon(_render_failed, user, request, describe(exc))
                 return
         self.pending = True
         self.captured = None
@@ -159,18 +164,24 @@ class FastTransport:
             return
         self.pending = False
         captured = self.captured
-        if captured is None:
-            self.user.on_response(result[0], result[1], None, None)
-        else:
-            self.captured = None
-            self.user.on_response(result[0], result[1], captured[0], captured[1])
+        try:
+            if captured is None:
+                self.user.on_response(result[0], result[1], None, None)
+            else:
+                self.captured = None
+                self.user.on_response(result[0], result[1], captured[0], captured[1])
+        except Exception as exc:  # a bug in the user must not leave it waiting forever
+            self.user.crashed(exc)
 
     def set_exception(self, error: TransportError) -> None:
         if not self.pending:
             return
         self.pending = False
         self.captured = None
-        self.user.on_failure(error.error_class, str(error))
+        try:
+            self.user.on_failure(error.error_class, str(error))
+        except Exception as exc:
+            self.user.crashed(exc)
 
     # -- connecting ------------------------------------------------------------------------------
 
