@@ -148,9 +148,13 @@ class Executor:
             await MODELS[stage.model].run(self, stage, run_state)
         finally:
             ticker.cancel()
-        duration = time.perf_counter() - started
+        # A stage is timed from its time zero: an open stage connects its users before it
+        # (runner.models.open), and that setup is no part of the stage's rate.
+        zero = run_state.zero or started
+        duration = time.perf_counter() - zero
+        started_wall += zero - started
         stats = run_state.stats
-        sampler.sample(stats, run_state.started, end_s=time.perf_counter() - (run_state.zero or started))  # last
+        sampler.sample(stats, run_state.started, end_s=duration)  # the last, partial interval
         if stage.model == "closed":
             for part in stats:
                 part.adopt_latency_as_service()
@@ -171,7 +175,7 @@ class Executor:
             next_tick += interval
             sampler.sample(stats, run_state.started)
             if self.live is not None:
-                self.live.duration_s = time.perf_counter() - started
+                self.live.duration_s = time.perf_counter() - run_state.zero
                 self.live.scheduled = run_state.scheduled
             if self.on_progress is not None:
                 completed = sum(s.ok + s.failed for s in stats)

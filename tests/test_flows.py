@@ -452,3 +452,17 @@ stages: [{{requests: 3, concurrency: 1}}]
         names[engine] = got
     assert names["fast"] == names["aiohttp"]
     assert all("accept-encoding" not in n for n in names["fast"])
+
+
+def test_an_open_stage_is_timed_from_its_time_zero_not_from_connecting_its_users(tmp_path):
+    result = run(tmp_path, """\
+version: 1
+name: connect-ahead
+target: builtin
+flow: [{path: /z}]
+stages: [{rate: 200/s, duration: 1s, max_in_flight: 2000}]
+""")
+    (stage,) = result["stages"]
+    assert stage["requests"] == 200
+    assert stage["duration_s"] < 1.25  # 2000 users connected first; that time is not the stage's
+    assert stage["rps"] > 160
