@@ -466,3 +466,11 @@ stages: [{rate: 200/s, duration: 1s, max_in_flight: 2000}]
     assert stage["requests"] == 200
     assert stage["duration_s"] < 1.25  # 2000 users connected first; that time is not the stage's
     assert stage["rps"] > 160
+
+
+def test_the_cookie_scan_reads_the_final_head_after_an_interim_response():
+    from runner.engines.fast.protocol import _set_cookies
+
+    raw = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+           b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=9\r\nContent-Length: 0\r\n\r\n")
+    assert _set_cookies([raw]) == {"set-cookie": "sid=9"}

@@ -443,8 +443,12 @@ def _set_cookies(chunks: list) -> dict:
     the head (kept anyway, see :func:`_ended_by_eof`) is searched once.
     """
     raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    start = 0
     end = raw.find(b"\r\n\r\n")
-    head = raw[:end] if end >= 0 else raw
+    while end >= 0 and raw[start + 9:start + 10] == b"1" and raw[start + 9:start + 12] != b"101":
+        start = end + 4  # an interim (1xx) head: the final response's head follows
+        end = raw.find(b"\r\n\r\n", start)
+    head = raw[start:end] if end >= 0 else raw[start:]
     lowered = head.lower()
     start = lowered.find(b"\nset-cookie:")
     if start < 0:
