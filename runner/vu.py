@@ -397,11 +397,12 @@ class VirtualUser:
     def _skip_rest(self) -> None:
         """Count the rest of this iteration's requests as skipped and end it here."""
         stats = self.run.stats
+        if self.position <= self.in_once:  # the failed step was part of the once steps: run them again next time
+            self.in_once = 0
         for step in self.steps[self.position:]:
             if step.__class__ is not ThinkPlan:
                 stats[step.index].skipped += 1
         self.position = len(self.steps)
-        self.in_once = 0  # a failed once part runs again next iteration
 
     def _jar(self):
         jar = self.jar
