@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import process_cpu_seconds
+from machine import process_cpu_seconds, stop_process_group
 from nginx import free_port
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -115,16 +114,7 @@ class BuiltinServer:
     def stop(self) -> None:
         """SIGTERM (the server exits cleanly on it), then SIGKILL to its process group if it lingers."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=5)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.wait(timeout=5)
+        stop_process_group(process, signal.SIGTERM)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

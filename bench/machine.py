@@ -12,12 +12,28 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 #: 1-minute load average above which the harness warns that numbers are skewed.
 BUSY_LOAD = 0.5
+
+
+def stop_process_group(process, first_signal: int) -> None:
+    """Ask a server's process group to stop with ``first_signal``; SIGKILL it if it lingers past 5 s."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, first_signal)
+        process.wait(timeout=5)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=5)
 
 
 def cpu_model() -> str:

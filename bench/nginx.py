@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import child_pids, process_cpu_seconds
+from machine import child_pids, process_cpu_seconds, stop_process_group
 
 SMALL_BYTES = 138
 LARGE_BYTES = 488 * 1024
@@ -252,16 +252,7 @@ class Nginx:
     def stop(self) -> None:
         """Graceful stop (SIGQUIT), then SIGKILL to the process group we created if it lingers."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGQUIT)
-                process.wait(timeout=5)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.wait(timeout=5)
+        stop_process_group(process, signal.SIGQUIT)
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None

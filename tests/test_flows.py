@@ -36,6 +36,17 @@ def users_csv(tmp_path: Path, count: int) -> Path:
     return path
 
 
+def path_counting_app(seen: Counter) -> web.Application:
+    """A server that answers every GET with "ok" and counts the paths it was asked for."""
+    async def handle(request: web.Request) -> web.Response:
+        seen[request.path] += 1
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    return app
+
+
 def step(result: dict, name: str) -> dict:
     return next(block for block in result["by_request"] if block["name"] == name)
 
@@ -229,14 +240,7 @@ stages:
 def test_unique_rows_are_used_once_across_users_and_processes(tmp_path, workers):
     users_csv(tmp_path, 9)
     seen: Counter = Counter()
-
-    async def handle(request: web.Request) -> web.Response:
-        seen[request.path] += 1
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handle)
-    with ThreadedServer(app) as server:
+    with ThreadedServer(path_counting_app(seen)) as server:
         result = run(tmp_path, UNIQUE.format(target=server.url, workers=workers))
     assert sorted(seen) == [f"/row/u{i:03d}" for i in range(9)]
     assert set(seen.values()) == {1}
@@ -408,14 +412,7 @@ stages: [{requests: 200, duration: 4s, concurrency: {from: 1, to: 50}}]
 
 def test_seq_is_unique_across_processes_in_a_duration_stage(tmp_path):
     seen: Counter = Counter()
-
-    async def handle(request: web.Request) -> web.Response:
-        seen[request.path] += 1
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handle)
-    with ThreadedServer(app) as server:
+    with ThreadedServer(path_counting_app(seen)) as server:
         result = run(tmp_path, f"""\
 version: 1
 name: seq-unique
