@@ -15,6 +15,23 @@ from .templates import JsonTemplate, Template
 
 
 @dataclass(frozen=True, slots=True)
+class TlsPlan:
+    """How to speak TLS to an https target: the scenario's ``tls:`` block, paths made absolute.
+
+    Engines build one ``ssl.SSLContext`` per distinct value (see
+    :func:`runner.tls.client_context`); equal settings share a context, so a
+    plan can give each request its own ``tls`` at no cost.
+    """
+
+    verify: bool = True  # check the server's certificate chain and host name
+    ca: str | None = None  # a CA bundle file (PEM) to trust instead of the system's
+    cert: str | None = None  # a client certificate (PEM) for mutual TLS
+    key: str | None = None  # its private key (PEM); None: the key is in ``cert``
+    server_name: str | None = None  # SNI and the name the certificate must match, instead of the URL's host
+    min_version: str | None = None  # "1.2" or "1.3"; None: the ssl module's default
+
+
+@dataclass(frozen=True, slots=True)
 class RequestPlan:
     """One request step of a flow, ready to send many times.
 
@@ -44,6 +61,8 @@ class RequestPlan:
     captures: tuple = ()  # ((variable, extractor), ...) from runner.captures
     send_cookies: bool = False  # add the virtual user's cookies (the jar is filled from Set-Cookie)
     flow: int = 0  # index of the flow in plan.flows
+    tls: TlsPlan | None = None  # https settings; None: the defaults (verify with the system's CAs)
+    keepalive: bool = True  # False: a new connection for every request (Connection: close)
 
 
 @dataclass(frozen=True, slots=True)

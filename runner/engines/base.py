@@ -59,7 +59,21 @@ class Transport(Protocol):
     later, from the event loop, so a user can send its next request from
     inside them. ``abort`` drops the request in flight without reporting it
     (the user has already counted it as cut off).
+
+    Timing phases are read by the user from two attributes when an answer
+    arrives (no clock is read for them anywhere else):
+
+    - ``first_byte_ns``: ``time.perf_counter_ns()`` when the first byte of
+      the response in hand arrived (0 when the engine cannot tell);
+    - ``opened``: ``(connect_us, tls_us, ready_ns)`` when this request had
+      to open its connection (TCP connect time, TLS handshake time or -1 for
+      plain http, and the perf_counter_ns at which the connection was ready
+      to write the request), else None. The user takes it and sets it back
+      to None, so a connection is counted once.
     """
+
+    first_byte_ns: int
+    opened: tuple[int, int, int] | None
 
     def send(self, request: RequestPlan, user) -> None:
         ...

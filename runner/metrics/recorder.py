@@ -24,6 +24,10 @@ ERROR_SAMPLES_PER_CLASS = 5
 ERROR_SAMPLE_CHARS = 300
 
 
+#: The timing phases every summary reports, in the order a request passes through them.
+PHASES = ("connect", "tls", "ttfb", "receive")
+
+
 def is_ok_status(status: int) -> bool:
     """A response counts as ok when its status is below 400 (redirects are ok, not followed)."""
     return status < 400
@@ -33,7 +37,7 @@ class RequestStats:
     """Counters and latency histogram of one request name in one stage."""
 
     __slots__ = ("ok", "failed", "dropped", "bytes", "status_codes", "errors", "latency", "service", "checks",
-                 "error_samples", "skipped")
+                 "error_samples", "skipped", "connect", "tls", "ttfb", "receive")
 
     def __init__(self) -> None:
         self.ok = 0
@@ -47,6 +51,12 @@ class RequestStats:
         self.checks: dict[str, list[int]] = {}  # check name -> [passes, fails]
         self.error_samples: dict[str, list[str]] = {}  # error class -> first distinct messages
         self.skipped = 0  # flow steps not sent because a capture earlier in the iteration failed
+        # Timing phases (see PHASES). connect and tls get one value per connection a request
+        # opened (a reused keep-alive connection adds none), ttfb and receive one per response.
+        self.connect = Histogram()  # TCP connect, name lookup excluded
+        self.tls = Histogram()  # TLS handshake (https only)
+        self.ttfb = Histogram()  # request written -> first response byte (k6: http_req_waiting)
+        self.receive = Histogram()  # first response byte -> last one (k6: http_req_receiving)
 
     @property
     def requests(self) -> int:
@@ -143,6 +153,8 @@ class RequestStats:
             for message in messages:
                 self._keep_sample(name, message)
         self.skipped += other.skipped
+        for phase in PHASES:
+            getattr(self, phase).merge(getattr(other, phase))
         return self
 
     @classmethod
