@@ -30,6 +30,7 @@ class TargetConfig:
     delay_max_s: float = 0.0
     seed: int = 0
     faults: tuple[tuple[str, float], ...] = ()
+    tls: bool = False  # serve https with a throwaway certificate (the run trusts its CA, nothing else does)
 
     def __post_init__(self) -> None:
         # Fail at construction, in the caller's process, rather than in a
