@@ -350,6 +350,21 @@ class VirtualUser:
                     break
                 vars[name] = value
         stats.judged(status, received, latency_us, service_us if due or self.run.open else -1, ok, error)
+        # Timing phases: the connection's opening (when this request made one) and the response's first byte.
+        transport = self.transport
+        start = self.sent_ns
+        opened = transport.opened
+        if opened is not None:
+            transport.opened = None
+            stats.connect.record(opened[0])
+            if opened[1] >= 0:
+                stats.tls.record(opened[1])
+            if opened[2] > start:  # not a connection readied ahead of the request (open model)
+                start = opened[2]
+        first = transport.first_byte_ns
+        if first:
+            stats.ttfb.record((first - start) // 1000)
+            stats.receive.record((end - first) // 1000)
         if not ok:
             self.iteration_failed = True
             if error is not None:
@@ -376,6 +391,13 @@ class VirtualUser:
         stats.timed_failure(error_class, (end - due) // 1000 if due else service_us,
                             service_us if self.run.open else -1)
         stats.sample(error_class, detail)
+        transport = self.transport
+        opened = transport.opened
+        if opened is not None:  # a connection was made (a failed handshake still connected)
+            transport.opened = None
+            stats.connect.record(opened[0])
+            if opened[1] >= 0:
+                stats.tls.record(opened[1])
         self.iteration_failed = True
         if request.captures:  # what later steps need never arrived
             self._skip_rest()

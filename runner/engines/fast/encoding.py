@@ -48,7 +48,7 @@ class Encoded:
 
     __slots__ = ("whole", "prefix", "tail", "body", "plain", "is_head", "idempotent", "target", "headers",
                  "body_template", "cookies", "constant_body", "connect_timeout", "read_timeout", "limit",
-                 "capture_headers", "capture_body", "captures", "render")
+                 "capture_headers", "capture_body", "captures", "render", "tls", "ssl", "server_name")
 
     def __init__(self, request: RequestPlan, host_header: bytes, path_prefix: str):
         names = {name.lower() for name, _ in request.headers}
@@ -63,6 +63,10 @@ class Encoded:
             lines.append(name.encode("utf-8") + b": " + value.encode("utf-8") + b"\r\n")
         if "user-agent" not in names:
             lines.append(b"User-Agent: runner\r\n")
+        if not request.keepalive and "connection" not in names:
+            # The server closes after answering (so the TIME_WAIT stays on its side) and the
+            # next request opens a new connection: every request pays connect and handshake.
+            lines.append(b"Connection: close\r\n")
         for name, _ in request.header_templates:
             _check_header(name, "")
         self.headers = tuple((name.encode("utf-8") + b": ", template) for name, template in request.header_templates
@@ -81,6 +85,9 @@ class Encoded:
         self.capture_body = max(request.capture_body, 0)
         self.captures = self.capture_headers or self.capture_body > 0 or request.send_cookies
         self.target = request.target
+        self.tls = request.tls  # connections are reused only by requests with equal settings
+        self.ssl = None  # the SSLContext (https), set by the engine, which owns the contexts
+        self.server_name = None  # SNI and the name the certificate must match (https)
         self.whole = None
         self.body = None
         constant_head = b"".join(lines)

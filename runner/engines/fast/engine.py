@@ -17,8 +17,19 @@ and fails as ``connect_timeout``. Read timeouts (silence), a response size
 cap and captures live in :class:`~.protocol._CheckedConnection`, used only by
 plans that ask for them.
 
-Only ``http://`` targets are supported; :func:`unsupported_reason` says why a
-plan cannot use this engine, and the constructor refuses such a plan.
+``https://`` targets get the loop's own TLS transport (uvloop's, in C) over
+the same protocol, so the request path is the same callbacks; the handshake
+is part of opening a connection, timed apart from the TCP connect, and a
+handshake that fails is a ``tls`` error whose sample says why
+(:func:`runner.tls.tls_failure`). A connection made with one ``tls:`` setting
+is reused only by requests with the same setting.
+
+Timing phases cost one clock read per response (its first byte) and two per
+connection opened; the virtual user turns them into histograms
+(``first_byte_ns`` and ``opened``, see :class:`runner.engines.base.Transport`).
+
+:func:`unsupported_reason` says why a plan cannot use this engine (a scheme
+other than http and https), and the constructor refuses such a plan.
 """
 
 from __future__ import annotations
@@ -27,11 +38,13 @@ import asyncio
 import errno
 import ipaddress
 import socket
+import time
 from dataclasses import replace
 from urllib.parse import urlsplit
 
 from ...plan import Plan, RequestPlan
 from ...secrets import basic_authorization, url_credentials, with_authorization
+from ...tls import ClientContexts, server_name, tls_failure
 from ..base import TransportError, describe, open_channel
 from .encoding import Encoded, FastEngineUnsupported
 from .protocol import _CheckedConnection, _Connection, _error_class_for_connect, _HeaderConnection
@@ -40,6 +53,10 @@ __all__ = ["FastEngine", "FastEngineUnsupported", "unsupported_reason"]
 
 _WATCHDOG_MIN_S = 0.01
 _WATCHDOG_MAX_S = 0.1
+#: Longest TLS handshake the loop is asked to wait for (the request's deadline usually ends it first).
+_HANDSHAKE_MAX_S = 60.0
+
+_perf_ns = time.perf_counter_ns
 
 
 def unsupported_reason(plan: Plan, base_url: str | None) -> str | None:
@@ -51,9 +68,7 @@ def unsupported_reason(plan: Plan, base_url: str | None) -> str | None:
         scheme = urlsplit(url).scheme.lower()
     except ValueError:
         return "this target URL"
-    if scheme == "https":
-        return "https targets"
-    if scheme != "http":
+    if scheme not in ("http", "https"):
         return f"{scheme or 'scheme-less'} targets"
     return None
 
@@ -71,7 +86,8 @@ class FastTransport:
     protocol whether anyone still waits (after ``abort``, nobody does).
     """
 
-    __slots__ = ("_engine", "_loop", "_conn", "_encoded", "user", "pending", "captured", "_opening")
+    __slots__ = ("_engine", "_loop", "_conn", "_encoded", "user", "pending", "captured", "_opening",
+                 "first_byte_ns", "opened", "_handshake_from")
 
     def __init__(self, engine: "FastEngine", loop: asyncio.AbstractEventLoop, user):
         self._engine = engine
@@ -82,6 +98,9 @@ class FastTransport:
         self.pending = False
         self.captured = None  # (headers, body) of the response in flight, set by checked connections
         self._opening: asyncio.Task | None = None
+        self.first_byte_ns = 0  # set by the connection when a response's first byte arrives
+        self.opened = None  # (connect_us, tls_us or -1, ready_ns) of a connection opened for a request
+        self._handshake_from = 0  # perf_counter_ns when the TLS handshake under way began; 0: none
 
     # -- what the user calls ------------------------------------------------------------------
 
@@ -97,9 +116,11 @@ class FastTransport:
                 return
         self.pending = True
         self.captured = None
+        self.first_byte_ns = 0
         conn = self._conn
-        if conn is None or not conn.alive or conn.waiter is not None:
-            # No connection yet, it was closed, or an aborted request left it mid-response.
+        if conn is None or not conn.alive or conn.waiter is not None or conn.tls is not encoded.tls:
+            # No connection yet, it was closed, an aborted request left it mid-response,
+            # or it was made with other TLS settings.
             self._open_and_send(data, encoded, request.timeout_s)
             return
         loop = self._loop
@@ -130,7 +151,7 @@ class FastTransport:
         if (conn is not None and conn.alive) or self.pending:
             return
         try:
-            await self._connect(self._loop.time() + timeout_s)
+            await self._connect(self._loop.time() + timeout_s, self._engine._encoded[0])
         except TransportError:
             pass
 
@@ -195,7 +216,7 @@ class FastTransport:
     async def _connect_then_send(self, data: bytes, encoded: Encoded, deadline: float,
                                  connect_deadline: float) -> None:
         try:
-            conn = await self._connect(min(deadline, connect_deadline))
+            conn = await self._connect(min(deadline, connect_deadline), encoded)
         except TransportError as exc:
             self._opening = None
             self.set_exception(exc)
@@ -214,21 +235,23 @@ class FastTransport:
         self._opening = self._loop.create_task(self._connect_then_send(
             data, encoded, deadline, self._loop.time() + encoded.connect_timeout))
 
-    async def _connect(self, deadline: float) -> _Connection:
-        """A new connection, established by ``deadline`` (else connect_timeout)."""
+    async def _connect(self, deadline: float, encoded: Encoded) -> _Connection:
+        """A new connection for ``encoded``'s settings, established by ``deadline`` (else connect_timeout)."""
         engine = self._engine
         loop = self._loop
         old = self._conn
         self._conn = None
         if old is not None:
             old.close()
+        self._handshake_from = 0
         try:
             addresses = await engine._addresses(deadline)
             conn = None
             last_error: BaseException | None = None
             for position, (family, address) in enumerate(addresses):
                 try:
-                    conn = await asyncio.wait_for(self._open(family, address), max(deadline - loop.time(), 0.0))
+                    conn = await asyncio.wait_for(self._open(family, address, encoded, deadline),
+                                                  max(deadline - loop.time(), 0.0))
                 except (OSError, asyncio.TimeoutError) as exc:
                     last_error = exc
                     if isinstance(exc, asyncio.TimeoutError):
@@ -242,21 +265,46 @@ class FastTransport:
         except TransportError:
             raise
         except (OSError, asyncio.TimeoutError) as exc:
+            if self._handshake_from:  # connected, but the handshake did not end in time
+                self._handshake_from = 0
+                raise TransportError("tls", tls_failure(TimeoutError("the TLS handshake timed out"))) from None
             raise TransportError(_error_class_for_connect(exc), describe(exc)) from None
         self._conn = conn
         return conn
 
-    async def _open(self, family: int, address: tuple) -> _Connection:
+    async def _open(self, family: int, address: tuple, encoded: Encoded, deadline: float) -> _Connection:
+        """Connect to ``address``, then shake hands when the request is https; time both."""
         loop = self._loop
+        factory = self._engine._connection_class
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            started = _perf_ns()
             await loop.sock_connect(sock, address)
-            _, conn = await loop.create_connection(lambda: self._engine._connection_class(self), sock=sock)
+            connected = _perf_ns()
+            context = encoded.ssl
+            if context is None:
+                _, conn = await loop.create_connection(lambda: factory(self), sock=sock)
+                self.opened = ((connected - started) // 1000, -1, connected)
+            else:
+                # If the handshake fails, the TCP connect still happened and is reported as such.
+                self.opened = ((connected - started) // 1000, -1, connected)
+                self._handshake_from = connected
+                try:
+                    _, conn = await loop.create_connection(
+                        lambda: factory(self), sock=sock, ssl=context, server_hostname=encoded.server_name,
+                        ssl_handshake_timeout=min(max(deadline - loop.time(), 0.001), _HANDSHAKE_MAX_S))
+                except (OSError, EOFError) as exc:  # ssl.SSLError is an OSError
+                    self._handshake_from = 0
+                    raise TransportError("tls", tls_failure(exc)) from None
+                self._handshake_from = 0
+                ready = _perf_ns()
+                self.opened = ((connected - started) // 1000, (ready - connected) // 1000, ready)
         except BaseException:
             sock.close()
             raise
+        conn.tls = encoded.tls
         return conn
 
 
@@ -266,7 +314,7 @@ _READ_BUFFER_BYTES = 256 * 1024
 
 
 class FastEngine:
-    """HTTP/1.1 keep-alive engine for plain http:// targets; one connection per worker."""
+    """HTTP/1.1 keep-alive engine for http:// and https:// targets; one connection per virtual user."""
 
     name = "fast"
 
@@ -285,8 +333,10 @@ class FastEngine:
         host = parts.hostname
         if not host:
             raise FastEngineUnsupported(f"the target URL has no host: {base_url!r}")
+        secure = parts.scheme.lower() == "https"
+        default_port = 443 if secure else 80
         try:
-            port = parts.port or 80
+            port = parts.port or default_port
         except ValueError:
             raise FastEngineUnsupported(f"the target URL has an invalid port: {base_url!r}") from None
         self.host = host
@@ -296,11 +346,23 @@ class FastEngine:
         # exactly as the aiohttp engine joins base_url + path.
         path_prefix = base[len(parts.scheme) + 3 + len(parts.netloc):]
         shown_host = f"[{host}]" if ":" in host else host if host.isascii() else host.encode("idna").decode("ascii")
-        host_header = (shown_host if port == 80 else f"{shown_host}:{port}").encode("ascii")
+        host_header = (shown_host if port == default_port else f"{shown_host}:{port}").encode("ascii")
         for position, request in enumerate(plan.flow):
             if request.index != position:  # channels look requests up by index
                 raise ValueError("plan.flow indexes must be 0..n-1 in order")
         self._encoded = tuple(Encoded(request, host_header, path_prefix) for request in plan.flow)
+        self.secure = secure
+        if secure:
+            self._contexts = ClientContexts()
+            same: dict = {}
+            for encoded in self._encoded:
+                # Equal settings become one object: a connection's reuse check is an identity test.
+                encoded.tls = same.setdefault(encoded.tls, encoded.tls)
+                encoded.ssl = self._contexts.get(encoded.tls)
+                encoded.server_name = server_name(encoded.tls, host)
+        else:
+            for encoded in self._encoded:
+                encoded.tls = None  # tls: settings mean nothing to an http target
         self._resolved = self._numeric_addresses(host, port)
         self._resolving: asyncio.Future | None = None
         self._connections: set[_Connection] = set()

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import ssl
+import time
 from typing import TYPE_CHECKING
 
 import httptools
@@ -30,6 +32,7 @@ _ParserError = httptools.HttpParserError
 _ParserUpgrade = httptools.HttpParserUpgrade
 _ParserCallbackError = httptools.HttpParserCallbackError
 _InvalidState = asyncio.InvalidStateError
+_perf_ns = time.perf_counter_ns
 
 
 def _error_class_for_connect(exc: BaseException) -> str:
@@ -46,6 +49,9 @@ def _error_class_for_connect(exc: BaseException) -> str:
 
 def _error_class_for_lost(exc: BaseException) -> str:
     """Classify an exception that ended an established connection mid-response."""
+    if isinstance(exc, ssl.SSLError):
+        # A TLS record the peer mangled (bad MAC, an alert) is a TLS fault; an abrupt end of the stream is not.
+        return "closed_early" if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) else "tls"
     known = lost_errno_class(getattr(exc, "errno", None))
     if known is not None:
         return known
@@ -175,7 +181,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     __slots__ = (
         "channel", "transport", "parser", "main_parser", "alive", "waiter", "deadline", "received",
-        "head_chunks", "sent", "encoded", "_read_view", "completed",
+        "head_chunks", "sent", "encoded", "_read_view", "completed", "tls",
     )
 
     def __init__(self, channel: "FastTransport"):
@@ -191,6 +197,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.encoded = None
         self._read_view = channel._engine._read_view
         self.completed = 0  # responses completed on this connection
+        self.tls = None  # the TlsPlan it was made with (https), for the reuse check
 
     def start(self, waiter: asyncio.Future, data: bytes, encoded: "Encoded", deadline: float,
               retryable: bool) -> None:
@@ -234,6 +241,7 @@ class _Connection(asyncio.BufferedProtocol):
             return
         # The first bytes of a response, most often all of it: the head is kept (for an EOF
         # to be judged, see _ended_by_eof) only when the response is not complete after them.
+        self.channel.first_byte_ns = _perf_ns()
         completed = self.completed
         self._feed(data)
         if self.completed == completed and self.waiter is not None:
@@ -246,6 +254,8 @@ class _Connection(asyncio.BufferedProtocol):
             self.transport.abort()
             return
         if not self.received:
+            if not self.head_chunks:
+                self.channel.first_byte_ns = _perf_ns()
             self.head_chunks.append(bytes(data))  # the shared read buffer is reused: keep a copy
         self._feed(data)
 
