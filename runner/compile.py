@@ -22,17 +22,18 @@ from functools import partial
 from pathlib import Path
 from urllib.parse import quote_plus
 
-from schemas.scenario import ConcurrencyRamp, DelayRange, RateRamp, Scenario, Stage
+from schemas.scenario import ConcurrencyRamp, DelayRange, RateRamp, Scenario, Stage, TlsSettings
 from schemas.thresholds import AbortOnFail
 
 from .captures import compile_capture
 from .checks import CHECK_BODY_LIMIT, compile_checks
-from .plan import FlowPlan, Plan, RequestPlan, StagePlan, ThinkPlan
+from .plan import FlowPlan, Plan, RequestPlan, StagePlan, ThinkPlan, TlsPlan
 from .target.config import TargetConfig
 from .errors import Problem, ScenarioError
 from .secrets import (MIN_SECRET_LENGTH, SENSITIVE_HEADERS, basic_authorization, too_short, url_credentials,
                       url_secrets)
 from .templates import Template, compile_json, compile_template, fields_of, merge_literals
+from .tlscheck import resolve_tls_path
 
 _FORM = "application/x-www-form-urlencoded"
 _JSON = "application/json"
@@ -67,7 +68,8 @@ def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>", *, l
         source=str(source),
         target_url=target_url,
         builtin=TargetConfig(body_size=builtin.body_size, delay_min_s=builtin.delay.min,
-                             delay_max_s=builtin.delay.max, seed=builtin.seed, faults=tuple(builtin.faults.items())),
+                             delay_max_s=builtin.delay.max, seed=builtin.seed, faults=tuple(builtin.faults.items()),
+                             tls=builtin.tls),
         engine=scenario.engine,
         flow=tuple(context.requests),
         stages=stages,
@@ -189,6 +191,8 @@ class _Context:
             captures=tuple(captures),
             send_cookies=self.cookies,
             flow=flow_index,
+            tls=tls_plan(defaults.tls, step.tls, self.base_dir),
+            keepalive=defaults.keepalive if step.keepalive is None else step.keepalive,
         )
         self.requests.append(request)
         return request
@@ -215,6 +219,26 @@ class _Context:
         if step.body is not None:
             return self.template(step.body)
         return None
+
+
+def tls_plan(defaults: TlsSettings | None, own: TlsSettings | None, base_dir: Path | None) -> TlsPlan | None:
+    """One request's TLS settings: the fields its own block sets, the rest from ``defaults.tls``.
+
+    None when neither block exists, so that engines use their one default
+    context. Paths become absolute here (relative ones start at the scenario
+    file's directory, as the loader checked them), so a plan means the same
+    files whatever directory a worker process runs in.
+    """
+    if defaults is None and own is None:
+        return None
+    fields: dict = {}
+    for block in (defaults, own):
+        if block is not None:
+            fields.update({name: getattr(block, name) for name in block.model_fields_set})
+    for name in ("ca", "cert", "key"):
+        if fields.get(name) is not None:
+            fields[name] = resolve_tls_path(fields[name], base_dir)
+    return TlsPlan(**fields)
 
 
 def _query_suffix(query: dict, path: str) -> str:

@@ -15,11 +15,12 @@ socket, starts the built-in target or reads a clock.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, replace
 
 from .limits import FD_HEADROOM
 from .pacing import ArrivalTimeline
-from .plan import FlowPlan, Plan, RequestPlan, StagePlan, ThinkPlan
+from .plan import FlowPlan, Plan, RequestPlan, StagePlan, ThinkPlan, TlsPlan
 from .sharding import share
 from .vu import weighted_cycle
 
@@ -121,6 +122,8 @@ class PlanOutline:
     flows: tuple[FlowOutline, ...] = ()
     data: tuple[str, ...] = ()  # DataTable.describe() of each table
     share_of: str = "virtual users"  # what a flow's weight divides: virtual users, arrivals or both
+    connections: tuple[str, ...] = ()  # header lines for tls and keepalive settings, where the scenario sets them
+    builtin_tls: bool = False  # the built-in target serves https (builtin: {tls: true})
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -181,6 +184,8 @@ def outline(plan: Plan, outputs: tuple[tuple[str, str], ...] | None = None) -> P
                                         else " (no flow reads it)") for index, table in enumerate(plan.data)),
         share_of=" and ".join(noun for model, noun in (("closed", "virtual users"), ("open", "arrivals"))
                               if model in models),
+        connections=_tls_lines(plan) + _keepalive_lines(plan),
+        builtin_tls=plan.target_url is None and plan.builtin.tls,
     )
 
 
@@ -504,6 +509,62 @@ def _flow_outlines(plan: Plan) -> tuple[FlowOutline, ...]:
     return tuple(outlines)
 
 
+def _tls_lines(plan: Plan) -> tuple[str, ...]:
+    """``tls:`` lines: each distinct setting and the requests using it (none when no request sets any)."""
+    requests = [request for request in plan.flow if request.tls is not None]
+    if not requests:
+        return ()
+    settings: dict[TlsPlan, list[str]] = {}
+    for request in requests:
+        settings.setdefault(request.tls, []).append(request.name)
+    https = (plan.target_url or "").lower().startswith("https://") or (plan.target_url is None and plan.builtin.tls)
+    base_dir = os.path.dirname(os.path.abspath(plan.source))
+    lines = []
+    for tls, names in settings.items():
+        users = "every request" if len(names) == len(plan.flow) else _request_names(names)
+        lines.append(f"{_tls_text(tls, base_dir)}: {users}")
+    if not https:
+        lines[-1] += " (unused: the target is plain http)"
+    return tuple(("tls:      " if number == 0 else " " * 10) + line for number, line in enumerate(lines))
+
+
+def _tls_text(tls: TlsPlan, base_dir: str) -> str:
+    """``verify with ca certs/ca.pem, client cert certs/me.pem, TLS >= 1.3``: what differs from the default."""
+    if tls.verify:
+        parts = [f"verify with ca {_shown_path(tls.ca, base_dir)}" if tls.ca else "verify with the system's CAs"]
+    else:
+        parts = ["no certificate verification (verify: false)"]
+    if tls.cert:
+        parts.append(f"client cert {_shown_path(tls.cert, base_dir)}"
+                     + (f" + key {_shown_path(tls.key, base_dir)}" if tls.key else ""))
+    if tls.server_name:
+        parts.append(f"server name {tls.server_name}")
+    if tls.min_version:
+        parts.append(f"TLS >= {tls.min_version}")
+    return ", ".join(parts)
+
+
+def _shown_path(path: str, base_dir: str) -> str:
+    """A path relative to the scenario's directory when it is inside it, else as the plan has it (absolute)."""
+    relative = os.path.relpath(path, base_dir)
+    return path if relative.startswith(os.pardir) else relative
+
+
+def _keepalive_lines(plan: Plan) -> tuple[str, ...]:
+    """``keepalive:`` line when some request opens a new connection each time (none when all reuse them)."""
+    names = [request.name for request in plan.flow if not request.keepalive]
+    if not names:
+        return ()
+    users = "every request" if len(names) == len(plan.flow) else _request_names(names)
+    return (f"keepalive: off (a new connection for each send): {users}",)
+
+
+def _request_names(names: list[str], shown: int = 5) -> str:
+    names = list(dict.fromkeys(names))  # two steps may share a name
+    listed = ", ".join(names[:shown])
+    return listed + (f", ... ({len(names)} requests)" if len(names) > shown else "")
+
+
 def _step_text(step) -> str:
     """``GET /items -> item`` for a request (with what it captures), ``think 5ms-20ms`` for a pause."""
     if isinstance(step, ThinkPlan):
@@ -542,7 +603,8 @@ def render(plan_outline: PlanOutline) -> str:
 def _header(plan_outline: PlanOutline) -> list[str]:
     target = plan_outline.target
     if target == "builtin":
-        target = "builtin (runner's own server, started on a free loopback port by the run)"
+        served = ", over https with a throwaway certificate only the run trusts" if plan_outline.builtin_tls else ""
+        target = f"builtin (runner's own server{served}, started on a free loopback port by the run)"
     reports = ", ".join(f"{name} -> {'stdout' if path == '-' else path}" for name, path in plan_outline.outputs)
     lines = [
         f"scenario: {plan_outline.scenario} ({plan_outline.source})",
@@ -553,6 +615,7 @@ def _header(plan_outline: PlanOutline) -> list[str]:
     lines += _journeys(plan_outline)
     for number, table in enumerate(plan_outline.data):
         lines.append(("data:     " if number == 0 else " " * 10) + table)
+    lines += plan_outline.connections
     if plan_outline.thresholds:
         lines.append(f"thresholds: {plan_outline.thresholds} (judged after the run)")
     if reports:

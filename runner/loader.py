@@ -659,6 +659,7 @@ def _set_value(raw: str) -> Any:
 
 def validate_data(marked: _Marked, source: str, known_reporters: Iterable[str] | None) -> Scenario:
     from .flowcheck import flow_problems
+    from .tlscheck import tls_problems
 
     data = marked.data
     problems = _semantic_problems(data, marked, source, known_reporters)
@@ -666,6 +667,7 @@ def validate_data(marked: _Marked, source: str, known_reporters: Iterable[str] |
     if isinstance(data, dict):
         flow_issues, tables = flow_problems(data, lambda path: _locate(marked, path, source), source)
         problems += flow_issues
+        problems += tls_problems(data, lambda path: _locate(marked, path, source), source)
     scenario = None
     try:
         scenario = Scenario.model_validate(data)

@@ -13,7 +13,8 @@ import re
 from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, WithJsonSchema,
+                      field_validator, model_validator)
 
 from runner.target.faults import FAULT_KINDS
 from runner.target.responses import MAX_BODY_SIZE
@@ -130,6 +131,86 @@ class DelayRange(_Model):
         return self
 
 
+#: TLS versions a scenario may require as the least one; older ones are obsolete and current OpenSSL refuses them.
+TLS_VERSIONS = ("1.2", "1.3")
+
+
+def _tls_version(value: Any) -> Any:
+    """``min_version: 1.2`` is a YAML number; versions are names, so ``1.2`` and ``"1.2"`` mean the same."""
+    if isinstance(value, float):
+        value = format(value, "g")
+    if isinstance(value, str) and value not in TLS_VERSIONS:
+        shown = repr(value[:20])
+        if value.strip().lower().removeprefix("tlsv") in ("1", "1.0", "1.1"):
+            raise ValueError(f"must be 1.2 or 1.3 (got {shown}): TLS 1.0 and 1.1 are obsolete, "
+                             "and current TLS libraries refuse them")
+        raise ValueError(f"must be 1.2 or 1.3 (got {shown}): the version number alone")
+    return value
+
+
+def _tls_file(path: str) -> str:
+    if not path.strip():
+        raise ValueError("empty path; give a PEM file's path (relative paths start at the scenario's directory)")
+    if not path.isprintable():
+        raise ValueError("the path contains a control character")
+    return path
+
+
+def _server_name(name: str) -> str:
+    """A host name (or IP address) to send as SNI and to match the certificate against; never a URL."""
+    if not name or not name.isprintable() or any(c.isspace() or c in "/@?#" for c in name):
+        raise ValueError("must be a host name such as api.example.com: no spaces, slashes, scheme or path")
+    if ":" in name:
+        try:
+            ipaddress.IPv6Address(name.strip("[]"))
+        except ValueError:
+            raise ValueError("must be a host name without a port (the port comes from the target)") from None
+        return name.strip("[]")
+    labels = name.rstrip(".").split(".")
+    if any(not label for label in labels):
+        raise ValueError(f"{name[:60]!r} has an empty label (two dots in a row, or a leading dot)")
+    if not name.isascii():
+        try:
+            name.encode("idna")
+        except UnicodeError:
+            raise ValueError("cannot be encoded for DNS (IDNA)") from None
+    elif not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(f"{name[:60]!r} is not a host name: letters, digits, '-' and '.' only (no wildcards)")
+    return name
+
+
+TlsVersion = Annotated[
+    Literal["1.2", "1.3"],
+    BeforeValidator(_tls_version),
+    WithJsonSchema({"enum": ["1.2", "1.3", 1.2, 1.3], "type": ["string", "number"]}),
+]
+TlsFile = Annotated[str, AfterValidator(_tls_file)]
+
+
+class TlsSettings(_Model):
+    """How to speak TLS to an https target.
+
+    In ``defaults`` it applies to every request; on a request, each field it
+    sets replaces that one field of the defaults (the others still apply).
+    File paths are relative to the scenario file's directory and are checked
+    when the scenario is loaded, so a missing or mismatched file never
+    surfaces as thousands of failed handshakes.
+    """
+
+    verify: bool = Field(
+        True, description="Check the server's certificate chain and host name; false accepts any certificate.")
+    ca: TlsFile | None = Field(
+        None, description="A PEM file of CA certificates to trust instead of the system's (a private CA).")
+    cert: TlsFile | None = Field(
+        None, description="A PEM client certificate for mutual TLS; it may hold its private key too.")
+    key: TlsFile | None = Field(
+        None, description="The client certificate's PEM private key, when not in 'cert'; must not be encrypted.")
+    server_name: Annotated[str, AfterValidator(_server_name)] | None = Field(
+        None, description="Host name sent as SNI and matched against the certificate, instead of the target's host.")
+    min_version: TlsVersion | None = Field(
+        None, description="Least TLS version to accept: \"1.2\" or \"1.3\" (default: the TLS library's own).")
+
+
 class BuiltinTarget(_Model):
     """Options of the built-in target server, used when ``target: builtin``."""
 
@@ -139,6 +220,8 @@ class BuiltinTarget(_Model):
     faults: dict[str, float] = Field(
         default_factory=dict,
         description="Fault kind -> probability for ordinary requests, e.g. {reset: 0.01, status-burst: 0.05}.")
+    tls: bool = Field(
+        False, description="Serve https with a throwaway certificate that only this run trusts.")
 
     @field_validator("faults")
     @classmethod
@@ -168,6 +251,10 @@ class Defaults(_Model):
     checks: Checks | None = Field(None, description="Checks every request gets unless it sets its own.")
     cookies: bool | None = Field(
         None, description="Keep a cookie jar per virtual user (default: on with 'flows:', off with 'flow:').")
+    tls: TlsSettings | None = Field(
+        None, description="TLS settings of every request to an https target (verify, ca, cert, key, ...).")
+    keepalive: bool = Field(
+        True, description="Reuse connections between requests; false opens a new connection for every request.")
 
 
 class Request(_Model):
@@ -186,6 +273,10 @@ class Request(_Model):
 
     timeout: Duration | None = Field(None, gt=0)
     checks: Checks | None = Field(None, description="Conditions the response must meet to count as ok.")
+    tls: TlsSettings | None = Field(
+        None, description="TLS settings of this request; each field set here replaces that field of defaults.tls.")
+    keepalive: bool | None = Field(
+        None, description="false: a new connection for every send of this request (default: defaults.keepalive).")
 
     @field_validator("method")
     @classmethod
