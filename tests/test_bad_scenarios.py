@@ -198,11 +198,11 @@ def test_the_schema_cap_on_builtin_body_size_is_the_targets_own():
     assert BUILTIN_MAX_BODY_SIZE == MAX_BODY_SIZE
 
 
-def test_validate_refuses_what_the_engine_would_refuse_at_run_time(tmp_path, capsys):
-    """engine: fast cannot speak https; run refuses the pair when it builds the engine, validate at once."""
+def test_validate_accepts_https_on_the_fast_engine(tmp_path, capsys):
+    """engine: fast speaks https since issue 13: validate (which builds the plan as run does) accepts it."""
     path = write(tmp_path, "version: 1\nname: tls\ntarget: https://127.0.0.1:8443\nengine: fast\n"
                            "flow:\n  - path: /\nstages:\n  - requests: 1\n    concurrency: 1\n")
-    assert main(["validate", str(path)]) == 2
-    assert f"{path}:4: engine: the fast engine does not support https targets" in capsys.readouterr().err
+    assert main(["validate", str(path)]) == 0
     assert main(["validate", str(path), "--set", "engine=auto"]) == 0
-    assert main(["validate", str(path), "--set", "target=http://127.0.0.1:8080"]) == 0
+    assert main(["validate", str(path), "--set", "target=ftp://127.0.0.1:8080"]) == 2
+    assert "ftp" in capsys.readouterr().err
