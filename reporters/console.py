@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from runner.metrics.quantiles import LATENCY_KEYS
+from runner.metrics.recorder import PHASES
 
 from .flows import data_usage, shown_flows, skipped_by_request, stage_flows
+from .phases import connections_opened, measured, phase_scopes
 
 _LATENCY_KEYS = LATENCY_KEYS
 #: Error samples shown per class, and the width a sample is cut to: a hint, the JSON has them all.
@@ -51,6 +53,7 @@ class ConsoleReporter:
         totals = result["totals"]
         lines.append(_row("total", totals))
         lines += _flows_table(result)
+        lines += _phases_table(result)
         lines += [
             "",
             f"  duration {totals['duration_s']:.2f} s · {totals['bytes']:,} body bytes received",
@@ -76,6 +79,32 @@ class ConsoleReporter:
         lines += _checks_table(result.get("checks", []))
         lines += _verdict_table(result)
         return ("\n".join(lines) + "\n").encode()
+
+
+def _phase_cell(phase: dict[str, Any] | None) -> str:
+    """``p50/p99`` of one phase in ms, or a dash when the phase has no value (never a fake 0.00)."""
+    if not measured(phase):
+        return "–"
+    return f"{phase['p50']:.2f}/{phase['p99']:.2f}"
+
+
+def _phases_table(result: dict[str, Any]) -> list[str]:
+    """Where the time went, per stage and for the run: p50/p99 of each phase, and connections opened.
+
+    The connections column is there because connect and tls get one value
+    per connection opened, not per request: with keep-alive a handful of
+    values stand behind them. Nothing for results older than phases.
+    """
+    scopes = phase_scopes(result)
+    if not scopes:
+        return []
+    header = (f"  {'phases p50/p99 ms':<24} {'connections':>11} "
+              + " ".join(f"{phase:>16}" for phase in PHASES))
+    lines = ["", header]
+    for label, _, phases in scopes:
+        lines.append(f"  {label[:24]:<24} {connections_opened(phases):>11,} "
+                     + " ".join(f"{_phase_cell(phases.get(phase)):>16}" for phase in PHASES))
+    return lines
 
 
 def _flow_row(label: str, flow: dict[str, Any], skipped_column: bool) -> str:
@@ -166,12 +195,19 @@ def _verdict_table(result: dict) -> list[str]:
         lines.append("  thresholds:")
         for row in thresholds:
             mark = "PASS" if row["passed"] else "FAIL"
-            measured = "no data" if row["actual"] is None else _measured(row)
+            measured = _no_data(row) if row["actual"] is None else _measured(row)
             extra = f" ({row['reason']})" if row["reason"] and row["actual"] is not None else ""
             lines.append(f"    {mark}  {row['expression']:<40} measured {measured}{extra}")
     lines.append(f"  result: {'PASS' if result.get('passed', True) else 'FAIL'}"
                  + ("" if thresholds else " (no thresholds)"))
     return lines
+
+
+def _no_data(row: dict) -> str:
+    """"no data", with the reason when the judge gave one ("no data: no TLS handshake, ..."), since what
+    was missing (no request at all, or only no https connection) decides what to fix."""
+    reason = row.get("reason") or ""
+    return reason if reason.startswith("no data") else "no data"
 
 
 def _measured(row: dict) -> str:

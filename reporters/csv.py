@@ -27,6 +27,13 @@ merging stages; likewise a flow's stage rows add up to its whole-run row.
 ``skipped`` counts flow steps not sent because a capture earlier in the
 iteration failed. New columns are appended at the end, so a reader that
 picks columns by position keeps working.
+
+The timing phases come last, on ``summary`` and ``total`` rows: for each of
+connect, tls, ttfb and receive its ``count`` and p50/p95/p99 in ms
+(``ttfb_p95_ms``...). connect and tls count connections opened, not
+requests (a reused keep-alive connection adds no value), ttfb and receive
+count responses. A phase with count 0 has empty percentile cells, and a
+result written before phases has every phase cell empty.
 Cells that do not apply to a row kind are left empty rather than zero, so an
 empty cell never reads as a measurement. ``error_count`` counts requests that
 got no response at all (connect errors, timeouts...), the sum of ``errors``;
@@ -40,6 +47,14 @@ import io
 from typing import Any
 
 from runner.metrics.quantiles import INTERVAL_KEYS
+from runner.metrics.recorder import PHASES
+
+from .phases import measured, phases_of
+
+#: Per phase: how many values, and these percentiles (ms).
+PHASE_PERCENTILES = ("p50", "p95", "p99")
+PHASE_COLUMNS = tuple(column for phase in PHASES
+                      for column in (f"{phase}_count", *(f"{phase}_{key}_ms" for key in PHASE_PERCENTILES)))
 
 COLUMNS = (
     "kind", "stage", "request", "t",
@@ -47,6 +62,7 @@ COLUMNS = (
     "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "error_count",
     "skipped", "flow", "iterations", "iterations_failed", "iterations_per_s",
     "table", "rows", "used", "mode", "per", "exhausted",
+    *PHASE_COLUMNS,
 )
 
 _SUMMARY_LATENCY = (*INTERVAL_KEYS, "mean")
@@ -65,6 +81,13 @@ def _summary_row(kind: str, stage: str, request: str, block: dict[str, Any]) -> 
     }
     for key in _SUMMARY_LATENCY:
         row[f"{key}_ms"] = latency.get(key, "")
+    phases = phases_of(block)
+    if phases is not None:
+        for phase in PHASES:
+            numbers = phases.get(phase) or {}
+            row[f"{phase}_count"] = numbers.get("count", 0)
+            if measured(numbers):
+                row.update({f"{phase}_{key}_ms": numbers.get(key, "") for key in PHASE_PERCENTILES})
     return row
 
 

@@ -21,7 +21,10 @@ Flow steps that were never sent (``skipped``: a capture earlier in the
 iteration failed) are a suite property and a line in their flow's case, not
 JUnit ``skipped`` test cases: they are requests, not tests. Data tables are
 properties (``data.NAME``); an exhausted one is also noted in the suite's
-``system-out``.
+``system-out``. The timing phases are properties too, for the run
+(``phases.ttfb``) and each stage (``stage.NAME.phases.ttfb``): CI pages show
+suite properties next to the cases, and a phase is a measurement, not a
+test.
 
 Built with ElementTree so every user string is escaped; characters XML 1.0
 cannot carry at all (control characters) are dropped.
@@ -33,7 +36,10 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from runner.metrics.recorder import PHASES
+
 from .flows import data_usage, failed_share, shown_flows
+from .phases import measured, phases_of
 
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -172,6 +178,29 @@ def _flow_case(suite: ET.Element, flow: dict[str, Any]) -> bool:
     return True
 
 
+def phase_summary(phase: str, numbers: dict[str, Any]) -> str:
+    """One phase in words: its percentiles and what it counted (connections opened, or responses)."""
+    count = int(numbers.get("count", 0))
+    counted = f"{count:,} connections opened" if phase in ("connect", "tls") else f"{count:,} responses"
+    if not measured(numbers):
+        return f"no value ({counted})"
+    stats = ", ".join(f"{key} {_number(float(numbers.get(key, 0.0)))} ms" for key in ("p50", "p95", "p99", "max"))
+    return f"{stats} ({counted})"
+
+
+def _phase_properties(result: dict[str, Any]) -> dict[str, str]:
+    """``phases.PHASE`` for the run and ``stage.NAME.phases.PHASE`` per stage; none for older results."""
+    props = {}
+    scopes = [("", result.get("totals"))] + [(f"stage.{stage.get('name', '')}.", stage)
+                                              for stage in result.get("stages") or []]
+    for prefix, block in scopes:
+        phases = phases_of(block)
+        if phases is not None:
+            for phase in PHASES:
+                props[f"{prefix}phases.{phase}"] = phase_summary(phase, phases.get(phase) or {})
+    return props
+
+
 def _properties(suite: ET.Element, result: dict[str, Any]) -> None:
     engine = result.get("engine") or {}
     generator = result.get("generator") or {}
@@ -189,6 +218,7 @@ def _properties(suite: ET.Element, result: dict[str, Any]) -> None:
         props["skipped_steps"] = result["totals"]["skipped"]
     for table in result.get("data") or []:
         props[f"data.{table.get('name', '')}"] = data_usage(table)
+    props.update(_phase_properties(result))
     if result.get("aborted"):
         props["aborted"] = f"{result['aborted'].get('reason')} (at {result['aborted'].get('at_s')}s)"
     element = ET.SubElement(suite, "properties")

@@ -15,6 +15,12 @@ A limit is the largest tolerated *regression*, written ``metric=N%``:
   1.6 %). A relative limit would be useless here: any error over a clean
   baseline is an infinite relative increase. ``1pp`` is accepted too.
 
+A timing phase is compared when asked for, written as in thresholds:
+``p95(ttfb)=10%`` (any latency statistic of connect, tls, ttfb or receive),
+judged like latency. Phases are not among the defaults: a baseline saved
+before phases were measured has none, and connect and tls rest on one value
+per connection opened, too few on a keep-alive run for a default gate.
+
 Rows cover the totals and every stage present (by name) in both results.
 Improvements never count as regressions.
 
@@ -32,13 +38,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .metrics.quantiles import INTERVAL_KEYS
+from .metrics.quantiles import INTERVAL_KEYS, LATENCY_KEYS
+from .metrics.recorder import PHASES
 
 LATENCY_METRICS = (*INTERVAL_KEYS, "mean")
+#: A statistic of one timing phase, named as thresholds name it: ``p95(ttfb)``.
+PHASE_METRICS = tuple(f"{key}({phase})" for phase in PHASES for key in LATENCY_KEYS)
 METRICS = LATENCY_METRICS + ("error_rate", "rps")
+_PHASE_METRIC = re.compile(r"^([a-z0-9]+)\(([a-z]+)\)$")
 DEFAULT_LIMITS: dict[str, float] = {"p95": 0.10, "p99": 0.10, "error_rate": 0.01, "rps": 0.10}
 
-_LIMIT = re.compile(r"^\s*([A-Za-z0-9_]+)\s*=\s*([0-9]+(?:\.[0-9]+)?)\s*(%|pp)\s*$")
+_LIMIT = re.compile(r"^\s*([A-Za-z0-9_]+(?:\([a-z]+\))?)\s*=\s*([0-9]+(?:\.[0-9]+)?)\s*(%|pp)\s*$")
 _EPSILON = 1e-9  # so "exactly at the limit" passes despite float rounding
 
 
@@ -48,8 +58,9 @@ def parse_limit(text: str) -> tuple[str, float]:
     if not match:
         raise ValueError(f"bad limit {text!r}: write METRIC=N% (e.g. p95=10%, rps=5%, error_rate=1%)")
     metric, number, unit = match.group(1), float(match.group(2)), match.group(3)
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r} in limit {text!r}: use one of {', '.join(METRICS)}")
+    if metric not in METRICS and metric not in PHASE_METRICS:
+        raise ValueError(f"unknown metric {metric!r} in limit {text!r}: use one of {', '.join(METRICS)}, "
+                         f"or a statistic of a phase such as p95(ttfb) ({', '.join(PHASES)})")
     if unit == "pp" and metric != "error_rate":
         raise ValueError(f"bad limit {text!r}: 'pp' (percentage points) applies only to error_rate; use %")
     return metric, number / 100.0
@@ -109,6 +120,11 @@ def metric_value(block: dict[str, Any], metric: str) -> float | None:
         return block.get("failed", 0) / requests
     if metric == "rps":
         return float(block.get("rps", 0.0))
+    phase_metric = _PHASE_METRIC.match(metric)
+    if phase_metric:
+        key, phase = phase_metric.groups()
+        numbers = (block.get("phases_ms") or {}).get(phase) or {}
+        return float(numbers[key]) if numbers.get("count") else None  # no value in that phase: no data
     value = (block.get("latency_ms") or {}).get(metric)
     return float(value) if value is not None else None
 
@@ -136,7 +152,7 @@ def _row(scope: str, metric: str, limit: float, base: dict[str, Any], cur: dict[
 def compare(baseline: dict[str, Any], current: dict[str, Any], limits: dict[str, float] | None = None) -> Comparison:
     """Compare totals and same-named stages metric by metric against ``limits`` (fractions)."""
     limits = dict(limits) if limits else dict(DEFAULT_LIMITS)
-    unknown = sorted(set(limits) - set(METRICS))
+    unknown = sorted(set(limits) - set(METRICS) - set(PHASE_METRICS))
     if unknown:
         raise ValueError(f"unknown metric(s) {', '.join(unknown)}: use one of {', '.join(METRICS)}")
     scopes = [("total", baseline.get("totals") or {}, current.get("totals") or {})]
@@ -155,8 +171,8 @@ def compare(baseline: dict[str, Any], current: dict[str, Any], limits: dict[str,
     cur_name = (current.get("scenario") or {}).get("name", "")
     if base_name != cur_name:
         notes.append(f"different scenarios: baseline {base_name!r}, current {cur_name!r}")
-    rows = [_row(scope, metric, limits[metric], base, cur)
-            for scope, base, cur in scopes for metric in METRICS if metric in limits]
+    ordered = [metric for metric in METRICS + PHASE_METRICS if metric in limits]
+    rows = [_row(scope, metric, limits[metric], base, cur) for scope, base, cur in scopes for metric in ordered]
     return Comparison(rows, limits, base_name, cur_name, notes)
 
 

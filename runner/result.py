@@ -17,7 +17,7 @@ from .metrics.histogram import RELATIVE_ERROR, Histogram
 from . import __version__
 from .health import LAG_P99_LIMIT_MS, RATE_MET_RATIO
 from .metrics.quantiles import QUANTILES
-from .metrics.recorder import FlowStats, RequestStats
+from .metrics.recorder import PHASES, FlowStats, RequestStats
 from .metrics.timeseries import Bucket, merge_series
 from .secrets import redact
 from .thresholds import check_summary, evaluate
@@ -43,6 +43,21 @@ def latency_ms(histogram: Histogram) -> dict[str, float]:
     return block
 
 
+def phases_ms(stats: RequestStats) -> dict[str, dict[str, float]]:
+    """Each timing phase as ``count`` plus the ``latency_ms`` keys.
+
+    The count is stated because the phases are not counted alike: connect
+    and tls get a value only when a request opened a connection (a reused
+    keep-alive connection adds none), ttfb and receive one per response. A
+    p95 of connect over 10 values and a p95 of ttfb over 10,000 read very
+    differently, and a phase with count 0 was not measured at all (its other
+    keys are then 0, as ``latency_ms`` of an empty histogram). The bucket
+    arrays are left out: ``latency_histogram`` already makes results
+    mergeable, and four more per block would multiply a result's size.
+    """
+    return {phase: {"count": getattr(stats, phase).total, **latency_ms(getattr(stats, phase))} for phase in PHASES}
+
+
 def summary_block(stats: RequestStats, duration_s: float) -> dict[str, Any]:
     """The block repeated for the run, each stage and each request name."""
     return {
@@ -59,6 +74,7 @@ def summary_block(stats: RequestStats, duration_s: float) -> dict[str, Any]:
         "latency_ms": latency_ms(stats.latency),
         "service_time_ms": latency_ms(stats.service),
         "latency_histogram": stats.latency.to_dict(),
+        "phases_ms": phases_ms(stats),
         "checks": {name: list(tally) for name, tally in stats.checks.items()},
         "skipped": stats.skipped,
     }

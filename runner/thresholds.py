@@ -17,6 +17,12 @@ by step name. A flow has data once it ran an iteration, sent a request or
 dropped an arrival; the iteration metrics (latency, iteration_error_rate)
 further need a completed iteration, and error_rate a completed request.
 
+A phase threshold (``p95(ttfb) < 200ms``) reads ``phases_ms`` of the same
+block a latency threshold reads. The scope must have data as above, and the
+phase must have a value: ``p95(tls)`` on a plain-http run fails with "no
+data", as does any phase of a result written before phases were measured,
+rather than passing on the zeros an empty phase reports.
+
 Windowed ``rps`` divides each interval's completed requests by the time the
 interval covered (``span_s``), so a stage's last, partial interval is judged
 on its real rate, and the window's length is counted in covered time too.
@@ -45,6 +51,9 @@ def evaluate(result: dict[str, Any], thresholds: Iterable[Threshold], sources: I
         if threshold.window_s is not None and threshold.scope in ("request", "flow"):
             # the parser refuses these; a hand-built Threshold must not be judged on the run's totals instead
             actual, passed, reason = None, False, f"a {threshold.scope} threshold takes no window"
+        elif threshold.phase and (threshold.window_s is not None or threshold.scope == "flow"):
+            # refused by the parser too: the time series and flows keep no phases to judge
+            actual, passed, reason = None, False, "a phase threshold takes no window and no flow scope"
         elif threshold.window_s is not None:
             actual, passed, reason = _windowed(result, threshold)
         else:
@@ -54,7 +63,8 @@ def evaluate(result: dict[str, Any], thresholds: Iterable[Threshold], sources: I
             "expression": threshold.expression,
             "scope": threshold.scope,
             "target": threshold.target,
-            "metric": threshold.metric,
+            "metric": threshold.label,  # p95(ttfb): never mistaken for the request latency's p95
+            "phase": threshold.phase,
             "op": threshold.op,
             "expected": threshold.expected,
             "actual": None if actual is None else round(actual, 6),
@@ -107,7 +117,29 @@ def _measure(result: dict, threshold: Threshold) -> tuple[float | None, str | No
     if metric == "error_rate":
         return block["failed"] / block["requests"], None
     assert metric in LATENCY_METRICS
+    if threshold.phase is not None:
+        return _measure_phase(block, metric, threshold.phase)
     return float(block["latency_ms"][metric]), None
+
+
+#: Why a phase has no value, when its scope did complete requests.
+_NO_PHASE = {
+    "connect": "no data: no connection was opened",
+    "tls": "no data: no TLS handshake, no https connection was opened",
+    "ttfb": "no data: no response was received",
+    "receive": "no data: no response was received",
+}
+
+
+def _measure_phase(block: dict, metric: str, phase: str) -> tuple[float | None, str | None]:
+    """``metric`` of one timing phase of a summary block; "no data" when the phase has no value."""
+    phases = block.get("phases_ms")
+    if phases is None:
+        return None, "no data: this result has no timing phases, it was written before they were measured"
+    numbers = phases.get(phase) or {}
+    if not numbers.get("count"):
+        return None, _NO_PHASE[phase]
+    return float(numbers[metric]), None
 
 
 def _measure_flow(block: dict, metric: str) -> tuple[float | None, str | None]:

@@ -28,6 +28,39 @@ class LatencyMs(_Strict):
     max: float
 
 
+class PhaseMs(LatencyMs):
+    """One timing phase in milliseconds: how many values, and the same keys as ``latency_ms``.
+
+    Percentiles are within ``histogram_relative_error`` of exact, as for
+    latency. With ``count`` 0 the phase was not measured and every other key
+    is 0.
+    """
+
+    count: int = Field(description=(
+        "Values behind the numbers: connections opened for connect and tls, responses for ttfb and receive."))
+
+
+class PhasesMs(_Strict):
+    """Where a request's time went, phase by phase (the names k6 reports in brackets).
+
+    connect and tls are paid only by the request that opens a connection: a
+    request on a reused keep-alive connection adds no value to them, so their
+    counts are connections opened, not requests, and their percentiles
+    describe connection setup, not a typical request.
+    """
+
+    connect: PhaseMs = Field(description=(
+        "TCP connect, name lookup excluded; one value per connection opened (k6: http_req_connecting)."))
+    tls: PhaseMs = Field(description=(
+        "TLS handshake; one value per https connection opened, none on plain http "
+        "(k6: http_req_tls_handshaking)."))
+    ttfb: PhaseMs = Field(description=(
+        "Time to first byte: request written -> first response byte; one value per response "
+        "(k6: http_req_waiting)."))
+    receive: PhaseMs = Field(description=(
+        "First response byte -> last; one value per response (k6: http_req_receiving)."))
+
+
 class LatencyHistogram(_Strict):
     """Lossless, mergeable histogram: add bucket counts of equal layouts to merge runs."""
 
@@ -61,6 +94,8 @@ class Summary(_Strict):
     latency_ms: LatencyMs = Field(description="From the intended send time (open model) or the send (closed).")
     service_time_ms: LatencyMs = Field(description="From the actual send: what the server alone took.")
     latency_histogram: LatencyHistogram
+    phases_ms: PhasesMs | None = Field(None, description=(
+        "Timing phases: connect, tls, ttfb, receive. Absent from results written before phases were measured."))
     checks: dict[str, list[int]] = Field(description="Check name -> [passes, fails].")
     skipped: int = Field(0, description="Flow steps not sent because a capture earlier in the iteration failed.")
 
@@ -161,7 +196,8 @@ class ThresholdOutcome(_Strict):
     expression: str
     scope: str = Field(description="'total', 'stage', 'request' or 'flow'.")
     target: str | None
-    metric: str
+    metric: str = Field(description="As written: 'p95', 'error_rate', or a statistic of a phase: 'p95(ttfb)'.")
+    phase: str | None = Field(None, description="connect, tls, ttfb or receive for a phase metric; else null.")
     op: str
     expected: float
     actual: float | None = Field(description="Measured value (in unit); null when there was no data.")

@@ -9,12 +9,27 @@ Grammar (one string per threshold)::
     stage:steady rps >= 900           requests per second of one stage
     request:login check_rate > 99%    share of passed checks of one request name
     p99 < 1s for 10s                  fails once breached in every interval for 10 s
+    p95(ttfb) < 200ms                 a statistic of one timing phase
+    request:login max(connect) < 50ms
     flow:checkout p95 < 2s            95th percentile of one flow's iteration duration
     flow:checkout iteration_error_rate < 1%   iterations with a failed request / iterations
 
 METRIC is min, mean, p50, p90, p95, p99, p999, max (milliseconds; VALUE may
 carry a unit: 250ms, 1.5s), error_rate or check_rate (a ratio; 0.5% or 0.005),
 rps (per second), dropped, requests or skipped (counts). OP is <, <=, >, >= or ==.
+
+``STAT(PHASE)`` judges one timing phase instead of the whole latency: STAT
+is one of the latency metrics above, PHASE one of connect (TCP connect),
+tls (TLS handshake), ttfb (request written -> first response byte) and
+receive (first response byte -> last), read from ``phases_ms`` of the
+scope's block in the result. connect and tls have a value only per
+connection opened, so on keep-alive runs they describe connection setup,
+not a typical request. A phase threshold takes no window, because the time
+series keeps the overall latency per interval but not the phases (keeping
+four more histograms per interval would cost memory on every run for a rule
+few write), and no ``flow:`` scope, because a flow's latency metrics are its
+iteration duration, which has no phases; judge a flow's steps with
+``request:NAME`` instead.
 
 ``flow:NAME`` judges one flow (``by_flow[]`` of the result). A user of a flow
 feels the whole iteration, so there the latency metrics are the *iteration
@@ -29,7 +44,8 @@ time series is kept per stage, not per flow, so there is nothing to follow.
 Whatever the metric, a threshold whose scope completed no request and
 scheduled no arrival (a flow: ran no iteration, sent no request and dropped
 no arrival) fails with "no data" (``runner/thresholds.py``): a count or a
-rate of zero over nothing is not a measurement. A windowed rps
+rate of zero over nothing is not a measurement. So does a phase with no
+value (``p95(tls)`` on a plain-http run). A windowed rps
 takes each interval's rate over the time it covered (its ``span_s``).
 """
 
@@ -42,6 +58,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 from typing import Annotated
 
 from runner.metrics.quantiles import INTERVAL_KEYS, LATENCY_KEYS
+from runner.metrics.recorder import PHASES
 
 from .base import Model
 from .units import parse_duration
@@ -56,10 +73,14 @@ FLOW_METRICS = LATENCY_METRICS + ITERATION_METRICS + ("error_rate", "requests", 
 #: Metrics that a windowed threshold can follow interval by interval.
 WINDOW_METRICS = (*INTERVAL_KEYS, "error_rate", "rps", "dropped")
 OPERATORS = ("<=", ">=", "==", "<", ">")
+#: k6's names of the phases, so a k6 user's guess gets a pointer instead of only "unknown".
+K6_PHASE_NAMES = {"http_req_connecting": "connect", "http_req_tls_handshaking": "tls",
+                  "http_req_waiting": "ttfb", "http_req_receiving": "receive"}
 
 _EXPRESSION = re.compile(
     r"^\s*(?:(?P<scope>stage|request|flow):(?P<target>\S+)\s+)?"
-    r"(?P<metric>[a-z_0-9]+)\s*(?P<op><=|>=|==|<|>)\s*(?P<value>[^\s]+(?:\s*/\s*s)?)"
+    r"(?P<metric>[a-z_0-9]+)(?:\(\s*(?P<phase>[^()\s]*)\s*\))?"
+    r"\s*(?P<op><=|>=|==|<|>)\s*(?P<value>[^\s]+(?:\s*/\s*s)?)"
     r"(?:\s+for\s+(?P<window>\S+))?\s*$"
 )
 
@@ -75,6 +96,12 @@ class Threshold(Model):
     expected: float
     unit: Literal["ms", "ratio", "per_s", "count"]
     window_s: float | None = None
+    phase: Literal["connect", "tls", "ttfb", "receive"] | None = None  # STAT(PHASE): metric is the STAT
+
+    @property
+    def label(self) -> str:
+        """The metric as written: ``p95``, or ``p95(ttfb)`` for a phase."""
+        return f"{self.metric}({self.phase})" if self.phase else self.metric
 
 
 def parse_threshold(value: Any) -> Any:
@@ -84,10 +111,19 @@ def parse_threshold(value: Any) -> Any:
     match = _EXPRESSION.match(value)
     if not match:
         raise ValueError(f"cannot read threshold {value!r}: write e.g. 'p95 < 250ms', 'error_rate < 1%', "
-                         f"'stage:NAME rps >= 900' or 'p99 < 1s for 10s'")
+                         f"'stage:NAME rps >= 900', 'p99 < 1s for 10s' or 'p95(ttfb) < 200ms'")
     metric = match["metric"]
+    if metric in PHASES or metric in K6_PHASE_NAMES:
+        phase = K6_PHASE_NAMES.get(metric, metric)
+        named = f"k6's {metric} is {phase} here, and " if metric != phase else ""
+        raise ValueError(f"threshold {value!r}: {named}a phase takes a statistic: write e.g. 'p95({phase}) < 200ms'")
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r} in threshold {value!r}; use one of {', '.join(METRICS)}")
+    phase = match["phase"]
+    if phase is not None:
+        phase_problem = _phase_problem(match["scope"], metric, phase, match["window"])
+        if phase_problem:
+            raise ValueError(f"threshold {value!r}: {phase_problem}")
     scope_problem = _scope_problem(match["scope"], metric)
     if scope_problem:
         raise ValueError(f"threshold {value!r}: {scope_problem}")
@@ -118,7 +154,25 @@ def parse_threshold(value: Any) -> Any:
         "expected": expected,
         "unit": unit,
         "window_s": window,
+        "phase": phase,
     }
+
+
+def _phase_problem(scope: str | None, metric: str, phase: str, window: str | None) -> str | None:
+    """Why ``metric(phase)`` cannot be judged (None when it can); see the module docstring for the reasons."""
+    if phase not in PHASES:
+        k6 = K6_PHASE_NAMES.get(phase)
+        hint = f" (k6's {phase} is {k6} here)" if k6 else ""
+        return f"unknown phase {phase!r}{hint}; use one of {', '.join(PHASES)}"
+    if metric not in LATENCY_METRICS:
+        return f"a phase takes a latency statistic ({', '.join(LATENCY_METRICS)}), not '{metric}'"
+    if scope == "flow":
+        return ("phases are kept per request, and a flow's latency is its iteration duration, which has none; "
+                "use 'request:NAME' for a step of the flow")
+    if window is not None:
+        return (f"a phase cannot be followed over a window (the time series keeps the overall latency per "
+                f"interval, not the phases); drop 'for {window}' (a window can follow '{metric}' without a phase)")
+    return None
 
 
 def _scope_problem(scope: str | None, metric: str) -> str | None:
@@ -158,8 +212,10 @@ ThresholdSpec = Annotated[
     BeforeValidator(parse_threshold),
     WithJsonSchema({
         "type": "string",
-        "description": "[stage:NAME | request:NAME | flow:NAME] METRIC OP VALUE [for DURATION], e.g. 'p95 < 250ms'.",
-        "pattern": r"^\s*((stage|request|flow):\S+\s+)?[a-z_0-9]+\s*(<=|>=|==|<|>)\s*\S+(\s+for\s+\S+)?\s*$",
+        "description": ("[stage:NAME | request:NAME | flow:NAME] METRIC OP VALUE [for DURATION], e.g. 'p95 < 250ms'; "
+                        "METRIC may be STAT(PHASE) with PHASE connect, tls, ttfb or receive: 'p95(ttfb) < 200ms'."),
+        "pattern": (r"^\s*((stage|request|flow):\S+\s+)?[a-z_0-9]+(\(\s*[^()\s]*\s*\))?\s*(<=|>=|==|<|>)\s*\S+"
+                    r"(\s+for\s+\S+)?\s*$"),
     }),
 ]
 
