@@ -37,6 +37,8 @@ class Job:
     concurrency: int
     duration_s: float
     workdir: Path  # a temp dir for this job's files
+    #: runner only: the scenario's ``defaults`` block (the https rows: ``tls``, ``keepalive``); None: none.
+    runner_defaults: dict | None = None
 
     @property
     def url(self) -> str:
@@ -239,8 +241,17 @@ def run_runner_file(scenario: Path, target_url: str | None, timeout_s: float, wh
     if measured.returncode in _ENGINE_REFUSED or not result_json.exists():
         tail = (measured.stderr or measured.stdout).strip().splitlines()[-2:]
         raise Unavailable(f"{what}: exit {measured.returncode}: {' | '.join(tail)[-300:]}")
+    result = json.loads(result_json.read_text())
+    if measured.returncode != 0 and not (measured.stderr or measured.stdout).strip():
+        # --quiet leaves nothing on stderr when every request failed (exit 3): say why from the result.
+        totals = result.get("totals", {})
+        samples = totals.get("error_samples") or {}
+        kinds = sorted(totals.get("errors") or {}, key=lambda kind: -totals["errors"][kind])  # commonest first
+        sample = next(((kind, samples[kind][0]) for kind in kinds if samples.get(kind)), None)
+        if sample is not None:
+            raise RuntimeError(f"{what} exited {measured.returncode}: {sample[0]}: {sample[1][:240]}")
     _checked(measured, what)
-    return json.loads(result_json.read_text()), measured
+    return result, measured
 
 
 def runner_sample(result: dict, measured: Measured) -> Sample:
@@ -250,7 +261,8 @@ def runner_sample(result: dict, measured: Measured) -> Sample:
                   requests=totals["requests"], errors=totals["failed"],
                   p50_ms=totals["latency_ms"]["p50"], p99_ms=totals["latency_ms"]["p99"],
                   wall_s=measured.wall_s, wrapper_rss_mb=measured.peak_rss_mb, client_cpu_s=measured.cpu_s,
-                  extra={"engine_reason": result["engine"]["reason"],
+                  extra={"engine": result["engine"]["name"], "engine_reason": result["engine"]["reason"],
+                         "measured_duration_s": totals.get("duration_s"), "phases_ms": totals.get("phases_ms"),
                          "cpu_s": result["generator"].get("cpu_s"),
                          "event_loop": result["generator"].get("event_loop"),
                          "verdict": result["generator"].get("verdict"),
@@ -260,12 +272,16 @@ def runner_sample(result: dict, measured: Measured) -> Sample:
 def run_runner(peer: Peer, job: Job, engine: str) -> Sample:
     """runner with ``engine: fast`` or ``engine: aiohttp``; a refused or crashing engine is 'unavailable'."""
     scenario = job.workdir / f"runner-{engine}.yaml"
-    scenario.write_text(RUNNER_SCENARIO.format(
+    text = RUNNER_SCENARIO.format(
         engine=engine, concurrency=job.concurrency, slug=job.path.replace("/", "-"),
-        base_url=job.base_url, path=job.path, seconds=f"{job.duration_s:g}"))
+        base_url=job.base_url, path=job.path, seconds=f"{job.duration_s:g}")
+    if job.runner_defaults:
+        text += f"defaults: {json.dumps(job.runner_defaults)}\n"  # JSON is YAML; paths stay quoted
+    scenario.write_text(text)
     result, measured = run_runner_file(scenario, job.base_url, job.timeout_s, f"engine {engine}")
     if result["engine"]["name"] != engine:
-        raise Unavailable(f"asked for engine {engine}, runner used {result['engine']['name']}")
+        raise Unavailable(f"asked for engine {engine}, runner used {result['engine']['name']} "
+                          f"({result['engine'].get('reason') or 'no reason given'})")
     return runner_sample(result, measured)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from checks import row_checks, snapshot
 from clients import Job, Unavailable, run_runner, run_runner_file, runner_sample
 from nginx import TOKEN, Nginx
+from report import count_text
 
 CONCURRENCY = 100
 #: The goal: the flow's requests/s at least this share of the static GET's.
@@ -111,7 +112,7 @@ def format_flow(static: dict, flow: dict, ratio: float | None) -> str:
             lines.append(f"  {row['row']:<7} {row['status']}: {row['reason'][:200]}")
             continue
         text = (f"  {row['row']:<7} {row['rps']:>10,.0f} req/s  requests {row['requests']:,}  "
-                f"nginx served {_count(row.get('server_requests'))}  errors {row['errors']}  "
+                f"nginx served {count_text(row.get('server_requests'))}  errors {row['errors']}  "
                 f"p99 {row['p99_ms']:.2f} ms  peak RSS {row['peak_rss_mb']:.1f} MB")
         if row["row"] == "flow":
             text += (f"\n          {row['iterations_per_s']:>10,.0f} iterations/s  "
@@ -125,7 +126,3 @@ def format_flow(static: dict, flow: dict, ratio: float | None) -> str:
         lines.append(f"  flow / static req/s: {ratio:.3f} (goal >= {RATIO_GOAL}: "
                      f"{'met' if ratio >= RATIO_GOAL else 'NOT met'})")
     return "\n".join(lines)
-
-
-def _count(value: int | None) -> str:
-    return "?" if value is None else f"{value:,}"

@@ -1,29 +1,33 @@
-"""The ``open``, ``flow``, ``servers`` and ``goals`` modes: the order of things around each measurement.
+"""The ``open``, ``flow``, ``servers``, ``https`` and ``goals`` modes: the order of things around each measurement.
 
-Each of the first three starts the pinned nginx, runs its measurement (see
-:mod:`open_model`, :mod:`flow`, :mod:`servers`), prints its lines and writes
-``bench/results/<mode>.json``. ``goals`` takes every number the
-virtual-user issue asks for in one run, on one nginx: the table's static
+Each of the first four starts the pinned nginx, runs its measurement (see
+:mod:`open_model`, :mod:`flow`, :mod:`servers`, :mod:`https`), prints its
+lines and writes ``bench/results/<mode>.json``. ``goals`` takes every number
+the virtual-user issue asks for in one run, on one nginx: the table's static
 rows (wrk and runner-fast, ``/small`` at c=100 and c=1000), the open model,
-the flow next to the static GET, the built-in target against nginx, and
-then, with nginx stopped, the 1M scenario next to wrk on the built-in
-target (the aiohttp 1M run is left out there). It ends with one summary
-table: each number, its goal and whether it is met.
+the flow next to the static GET, the built-in target against nginx, the
+https issue's pair (wrk and runner-fast on nginx's TLS listener) with the
+handshake row, and then, with nginx stopped, the 1M scenario next to wrk on
+the built-in target (the aiohttp 1M run is left out there). It ends with
+one summary table: each number, its goal and whether it is met.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import flow as flow_rows
+import https as https_rows
 import million
 import open_model
 import servers
 from harness import Context, default_out, finish, prepare
 from nginx import Nginx
-from report import add_ratios, format_goals, format_table
+from report import add_ratios, count_text, format_goals, format_table
 from table import run_rows
 
 FULL_DURATION_S = 10.0
@@ -47,8 +51,11 @@ def rounds(args: argparse.Namespace) -> int:
     return args.rounds or (servers.QUICK_ROUNDS if args.quick else servers.DEFAULT_ROUNDS)
 
 
-def _nginx(context: Context) -> Nginx:
-    return Nginx(context.peers["nginx"].command[0])
+def _nginx(context: Context, tls: bool = False) -> Nginx:
+    """The pinned nginx; with ``tls`` also its TLS listener, if the openssl peer is there to make its certificate."""
+    openssl = context.peers.get("openssl")
+    usable = tls and openssl is not None and openssl.ok
+    return Nginx(context.peers["nginx"].command[0], tls=usable, openssl=openssl.command[0] if usable else None)
 
 
 def _banner(nginx: Nginx) -> None:
@@ -142,17 +149,57 @@ def servers_mode(args: argparse.Namespace) -> int:
     return 0 if section.get("ratio") is not None else 1
 
 
+# --- https ---------------------------------------------------------------------------------------
+
+#: The https mode's rows, in order; hey only when it is installed already (optional here).
+HTTPS_CLIENTS = ["wrk", "hey", https_rows.FAST, "runner-aiohttp", https_rows.FAST_CLOSE]
+#: The goals mode's https rows: the goal pair and the handshake row.
+GOAL_HTTPS_CLIENTS = ["wrk", https_rows.FAST, https_rows.FAST_CLOSE]
+
+
+def _https(args: argparse.Namespace, context: Context, nginx: Nginx, workdir: Path, clients: list[str]) -> dict:
+    return https_rows.measure_https(nginx, context.peers, workdir, closed_duration(args), clients)
+
+
+def _https_target(context: Context, nginx: Nginx) -> dict:
+    return {**_target_info(context, nginx), "https_url": nginx.https_url, "tls_protocols": ["TLSv1.2", "TLSv1.3"],
+            "certificate": "self-signed ECDSA P-256, made at start-up", "session_resumption": False}
+
+
+def https_mode(args: argparse.Namespace) -> int:
+    has_hey = shutil.which("hey") is not None
+    context = prepare(args, {"nginx", "wrk", "runner", "openssl"} | ({"hey"} if has_hey else set()))
+    if context is None:
+        return 1
+    if not context.peers["openssl"].ok:
+        print(f"error: no openssl to make the certificate: {context.peers['openssl'].unavailable}", file=sys.stderr)
+        return 1
+    clients = [c for c in HTTPS_CLIENTS if c != "hey" or has_hey]
+    if not has_hey:
+        print("hey is not installed: its https row is skipped (optional here)")
+    with _nginx(context, tls=True) as nginx, tempfile.TemporaryDirectory(prefix="bench-https-") as tmp:
+        print(f"nginx target: {nginx.https_url} (TLS; plain {nginx.url} for its count), 1 worker on CPU 0; "
+              f"clients on CPU 1, {closed_duration(args):g} s per row")
+        section = _https(args, context, nginx, Path(tmp), clients)
+        target = _https_target(context, nginx)
+    print()
+    print(https_rows.format_https(section))
+    finish(context, args.out or default_out("https"),
+           {"mode": "https", "quick": args.quick, "target": target, "client_cpu": 1, **section})
+    return 0 if section["ratio"] is not None else 1
+
+
 # --- goals ---------------------------------------------------------------------------------------
 
 def goals_mode(args: argparse.Namespace) -> int:
-    context = prepare(args, {"nginx", "wrk", "runner"})
+    context = prepare(args, {"nginx", "wrk", "runner", "openssl"})
     if context is None:
         return 1
     duration = closed_duration(args)
-    with _nginx(context) as nginx, tempfile.TemporaryDirectory(prefix="bench-goals-") as tmp:
+    with _nginx(context, tls=True) as nginx, tempfile.TemporaryDirectory(prefix="bench-goals-") as tmp:
         _banner(nginx)
         workdir = Path(tmp)
-        for name in ("table", "open", "flow", "servers"):
+        for name in ("table", "open", "flow", "servers", "https"):
             (workdir / name).mkdir()
         print(f"1. static GET, closed model, {duration:g} s per run")
         table = run_rows(nginx, GOAL_ROWS, GOAL_CLIENTS, duration, context.peers, workdir / "table")
@@ -163,7 +210,13 @@ def goals_mode(args: argparse.Namespace) -> int:
         flowed = _flow(args, nginx, workdir / "flow")
         print(f"5. built-in target vs nginx under wrk, {rounds(args)} round(s) of {duration:g} s each")
         served = _servers(args, context, nginx, workdir / "servers")
-        target = _target_info(context, nginx)
+        secured = None
+        if nginx.tls:
+            print(f"6. https: wrk and runner-fast on nginx's TLS listener, keep-alive and not, {duration:g} s each")
+            secured = _https(args, context, nginx, workdir / "https", GOAL_HTTPS_CLIENTS)
+        else:
+            print(f"6. https: skipped, no openssl to make a certificate ({context.peers['openssl'].unavailable})")
+        target = _https_target(context, nginx) if nginx.tls else _target_info(context, nginx)
     print(f"4. {million.SCENARIO} vs wrk on the built-in target (nginx stopped; nothing pinned)")
     millioned = million.measure_million(args.quick, context.peers["wrk"], duration, aiohttp=False)
 
@@ -177,17 +230,22 @@ def goals_mode(args: argparse.Namespace) -> int:
     print(servers.format_servers(served))
     print()
     print(million.format_million(millioned))
-    goals = summarize_goals(table, opened, flowed, served, millioned)
+    if secured is not None:
+        print()
+        print(https_rows.format_https(secured))
+    goals = summarize_goals(table, opened, flowed, served, millioned, secured)
     print()
     print(format_goals(goals))
     finish(context, args.out or default_out("goals"), {
         "mode": "goals", "quick": args.quick, "duration_s": duration, "target": target, "client_cpu": 1,
         "goals": goals, "table": table, "open": opened, "flow": flowed, "servers": served, "million": millioned,
+        "https": secured,
     })
     return 0
 
 
-def summarize_goals(table: list[dict], opened: dict, flowed: dict, served: dict, millioned: dict) -> list[dict]:
+def summarize_goals(table: list[dict], opened: dict, flowed: dict, served: dict, millioned: dict,
+                    secured: dict | None) -> list[dict]:
     """One entry per number of the issue: what, the measured figure, the goal, met (None: no goal/no figure)."""
     goals = []
     for path, concurrency in GOAL_ROWS:
@@ -213,7 +271,7 @@ def summarize_goals(table: list[dict], opened: dict, flowed: dict, served: dict,
                       "value": opened["dropped"], "goal": "0, ok", "met": opened["dropped"] == 0
                       and opened["verdict"] == "ok"})
         goals.append({"item": 2, "what": "open: nginx count == report's requests",
-                      "measured": f"{_count(opened.get('server_requests'))} vs {opened['requests']:,}",
+                      "measured": f"{count_text(opened.get('server_requests'))} vs {opened['requests']:,}",
                       "value": opened["nginx_count_equals_report"], "goal": "equal",
                       "met": opened["nginx_count_equals_report"]})
     else:
@@ -245,13 +303,22 @@ def summarize_goals(table: list[dict], opened: dict, flowed: dict, served: dict,
                   "measured": (f"{served['target_rps_mean']:,.0f} / {served['nginx_rps_mean']:,.0f} = {ratio:.3f}"
                                if ratio is not None else "no figure"),
                   "value": ratio, "goal": f">= {servers.RATIO_GOAL}", "met": served.get("goal_met")})
+
+    secured = secured or {"ratio": None, "rows": [], "goal_met": None, "handshakes": None}
+    ratio = secured["ratio"]
+    rows = {r["client"]: r for r in secured["rows"]}
+    what = f"https: runner-fast / wrk req/s, GET {https_rows.PATH} c={https_rows.CONCURRENCY}"
+    goals.append({"item": 6, "what": what,
+                  "measured": (f"{rows[https_rows.FAST]['rps']:,.0f} / {rows['wrk']['rps']:,.0f} = {ratio:.3f}"
+                               if ratio is not None else "no figure"),
+                  "value": ratio, "goal": f">= {https_rows.RATIO_GOAL}", "met": secured["goal_met"]})
+    shakes = secured["handshakes"]
+    goals.append({"item": 6, "what": "https keepalive: false: TLS handshakes/s (runner-fast)",
+                  "measured": f"{shakes['handshakes_per_s']:,.0f}/s" if shakes else "no figure",
+                  "value": shakes["handshakes_per_s"] if shakes else None, "goal": None, "met": None})
     return goals
 
 
 def runs_label(millioned: dict) -> str:
     """The big run's request count as printed ("1,000,000"; "100,000" with --quick)."""
     return millioned["runs"][0]["label"].split()[0]
-
-
-def _count(value: int | None) -> str:
-    return "?" if value is None else f"{value:,}"

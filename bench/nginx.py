@@ -14,6 +14,11 @@ rather than per-request overhead dominates. ``/token.json`` is a tiny JSON
 document (``{"token":"abc123"}``) for the two-step flow row, whose first
 step captures ``$.token`` from it. ``/nginx_status`` (stub_status) gives the
 server's own request count, so no client's count is taken on trust.
+
+``Nginx(tls=True)`` adds a TLS listener on a second port of the same server
+(same locations, same count) for the ``https`` mode; the plain listener is
+the same with or without it. Its certificate is made at start-up into the
+run's temp dir and removed with it, so no key ever outlives the run.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -71,7 +77,7 @@ http {{
 
     server {{
         listen 127.0.0.1:{port} backlog=4096;
-        root {root}/www;
+{tls_lines}        root {root}/www;
         location = /small {{ }}
         location = /large {{ }}
         location = /token.json {{ default_type application/json; }}
@@ -80,6 +86,50 @@ http {{
     }}
 }}
 """
+
+
+#: The TLS listener's lines in the server block. Session caching and tickets are off, so every new
+#: connection is a full handshake whatever the client does: wrk (4.1) may offer a connection's old
+#: session when it reconnects (it reuses the connection's SSL object), asyncio's clients never do,
+#: and with tickets on a TLS 1.3 server would make and send tickets after every handshake. The
+#: keep-alive rows open their c connections once, so this only shapes the handshake row
+#: (``keepalive: false``), which then measures full handshakes, the same for any client.
+TLS_LINES = """\
+        listen 127.0.0.1:{tls_port} ssl backlog=4096;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache off;
+        ssl_session_tickets off;
+"""
+#: Names the throwaway certificate is valid for: the loopback address the clients use, and localhost.
+CERT_NAMES = "IP:127.0.0.1,DNS:localhost"
+
+
+def make_certificate(folder: Path, openssl: str = "openssl") -> tuple[Path, Path]:
+    """A fresh self-signed ECDSA P-256 certificate for 127.0.0.1 in ``folder``: (certificate, key) paths.
+
+    Self-signed, so the certificate is its own CA: clients that verify
+    (runner with ``tls: {ca: CERT}``) trust exactly it and nothing else.
+    P-256 rather than RSA-2048 because it is what a current server would
+    pick, and its signature is cheap for nginx's one core, so the handshake
+    row is less bound by the server's signing. Valid for two days: long enough for
+    any run, useless afterwards. The key is 0600 (nginx's master reads it as root).
+    """
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    command = [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+               "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+               "-addext", f"subjectAltName={CERT_NAMES}",
+               "-addext", "keyUsage=critical,digitalSignature,keyCertSign"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(f"openssl could not make the bench certificate: {exc}") from exc
+    if done.returncode != 0 or not cert.exists():
+        raise RuntimeError(f"openssl could not make the bench certificate: {done.stderr.strip()[-300:]}")
+    key.chmod(0o600)
+    cert.chmod(0o644)
+    return cert, key
 
 
 def raise_open_files(wanted: int = NOFILE_WANTED) -> int:
@@ -142,17 +192,26 @@ class Nginx:
     label = "nginx"  # how checks name this server in notes
     status_counts_itself = True  # stub_status counts the request that reads it
 
-    def __init__(self, binary: str | None = None) -> None:
+    def __init__(self, binary: str | None = None, tls: bool = False, openssl: str | None = None) -> None:
         self.binary = binary or nginx_binary()
         if self.binary is None:
             raise RuntimeError("nginx is not installed")
+        self.tls = tls
+        self.openssl = openssl or shutil.which("openssl") or "openssl"
         self.port = 0
+        self.tls_port = 0
+        self.ca_file: Path | None = None  # the certificate https clients should trust (tls=True)
         self.root: Path | None = None
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def https_url(self) -> str:
+        """The TLS listener (same server, same files); only with ``tls=True``."""
+        return f"https://127.0.0.1:{self.tls_port}"
 
     def __enter__(self) -> "Nginx":
         try:
@@ -169,8 +228,16 @@ class Nginx:
         self.root = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
         self._write_tree(self.root)
         self.port = free_port()
+        tls_lines = ""
+        if self.tls:
+            (self.root / "tls").mkdir(mode=0o700)  # only nginx's master, root, reads the key
+            cert, key = make_certificate(self.root / "tls", self.openssl)
+            self.ca_file = cert
+            self.tls_port = free_port()
+            tls_lines = TLS_LINES.format(tls_port=self.tls_port, cert=cert, key=key)
         config = self.root / "nginx.conf"
-        config.write_text(CONFIG_TEMPLATE.format(root=self.root, port=self.port, nofile=_current_nofile()))
+        config.write_text(CONFIG_TEMPLATE.format(root=self.root, port=self.port, nofile=_current_nofile(),
+                                                 tls_lines=tls_lines))
         # taskset pins the master too; worker_cpu_affinity pins the worker that does the work.
         command = ["taskset", "-c", "0", self.binary, "-p", str(self.root), "-c", str(config)]
         with open(self.root / "stderr.log", "wb") as stderr:
@@ -202,6 +269,8 @@ class Nginx:
                 for path, size in (("/small", SMALL_BYTES), ("/large", LARGE_BYTES),
                                    ("/token.json", len(TOKEN_BODY))):
                     self._check(path, size)
+                if self.tls:
+                    self._check("/small", SMALL_BYTES, self._verified_connection())
                 return
             except (OSError, http.client.HTTPException, AssertionError) as exc:
                 last_error = str(exc)
@@ -213,8 +282,17 @@ class Nginx:
                 log += path.read_text(errors="replace")
         raise RuntimeError(f"nginx did not start on port {self.port}: {last_error}\n{log.strip()}")
 
-    def _check(self, path: str, size: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+    def _verified_connection(self) -> http.client.HTTPSConnection:
+        """An https connection that trusts only the throwaway certificate and checks the host name.
+
+        So a certificate that a verifying client would refuse fails here, at
+        start-up, instead of as a row full of TLS errors.
+        """
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        return http.client.HTTPSConnection("127.0.0.1", self.tls_port, timeout=2, context=context)
+
+    def _check(self, path: str, size: int, connection: http.client.HTTPConnection | None = None) -> None:
+        connection = connection or http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
         try:
             connection.request("GET", path)
             response = connection.getresponse()

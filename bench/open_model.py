@@ -21,6 +21,7 @@ from pathlib import Path
 from checks import row_checks, snapshot
 from clients import Unavailable, run_runner_file, runner_sample
 from nginx import Nginx
+from report import count_text
 
 DEFAULT_RATE = 40_000
 DEFAULT_MAX_IN_FLIGHT = 2_000
@@ -101,7 +102,7 @@ def format_open(row: dict) -> str:
         f"scheduled {row['scheduled']:,}",
         f"  generator verdict {row['verdict']:>12}   loop lag p99 {row['loop_lag_p99_ms']:.1f} ms"
         + (f"   ({'; '.join(row['verdict_reasons'])[:200]})" if row["verdict_reasons"] else ""),
-        f"  requests          {row['requests']:>12,}   nginx served {_count(row.get('server_requests'))}   "
+        f"  requests          {row['requests']:>12,}   nginx served {count_text(row.get('server_requests'))}   "
         f"equal: {equal}   errors {row['errors']}",
         f"  latency p50/p99   {row['p50_ms']:.2f} / {row['p99_ms']:.2f} ms   peak RSS {row['peak_rss_mb']:.1f} MB",
     ]
@@ -109,7 +110,3 @@ def format_open(row: dict) -> str:
     if notes:
         lines.append(f"  notes: {notes}")
     return "\n".join(lines)
-
-
-def _count(value: int | None) -> str:
-    return "?" if value is None else f"{value:,}"

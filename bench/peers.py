@@ -1,4 +1,4 @@
-"""Find or install the peer tools (wrk, hey, nginx from Debian; Locust from PyPI).
+"""Find or install the peer tools (wrk, hey, nginx, openssl from Debian; Locust from PyPI).
 
 The harness must run on a fresh machine, so it installs what is missing
 instead of assuming it. A peer that cannot be installed is not fatal: its
@@ -18,8 +18,10 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 
-#: binary -> Debian package that ships it
-DEBIAN_PEERS = {"wrk": "wrk", "hey": "hey", "nginx": "nginx"}
+#: binary -> Debian package that ships it (openssl makes the https mode's throwaway certificate)
+DEBIAN_PEERS = {"wrk": "wrk", "hey": "hey", "nginx": "nginx", "openssl": "openssl"}
+#: What the table mode looks for when no mode says otherwise: its clients and nginx.
+TABLE_PEERS = {"wrk", "hey", "nginx", "locust", "seed-style", "runner"}
 APT_TIMEOUT_S = 600
 PIP_TIMEOUT_S = 600
 
@@ -123,7 +125,7 @@ def debian_peer(binary: str, apt: _Apt, install: bool) -> Peer:
         peer.unavailable = f"'{binary}' not found and --no-install given"
         return peer
     peer.command = [path]
-    own = {"wrk": [path, "-v"], "nginx": [path, "-v"]}.get(binary)
+    own = {"wrk": [path, "-v"], "nginx": [path, "-v"], "openssl": [path, "version"]}.get(binary)
     parts = [_tool_version(own) if own else "", f"debian {_debian_version(package)}".strip()]
     peer.version = "; ".join(p for p in parts if p and p != "debian")
     return peer
@@ -165,7 +167,7 @@ def python_peer(name: str, module: str) -> Peer:
 def find_peers(install: bool = True, only: set[str] | None = None) -> dict[str, Peer]:
     """Every peer by name (or those in ``only``), installing what is missing when ``install``."""
     apt = _Apt()
-    wanted = set(DEBIAN_PEERS) | {"locust", "seed-style", "runner"} if only is None else only
+    wanted = TABLE_PEERS if only is None else only
     peers = {binary: debian_peer(binary, apt, install) for binary in DEBIAN_PEERS if binary in wanted}
     if "locust" in wanted:
         peers["locust"] = locust_peer(install)

@@ -45,6 +45,11 @@ def format_table(results: list[dict]) -> str:
     return "\n".join([render(header), rule, *(render(c) for c in lines)])
 
 
+def count_text(value: int | None) -> str:
+    """A request count as printed next to a client's: thousands separated, '?' when the server gave none."""
+    return "?" if value is None else f"{value:,}"
+
+
 def write_json(path: Path, document: dict) -> None:
     """Write via a temporary file and rename, so an interrupted run never leaves half a JSON file."""
     path.parent.mkdir(parents=True, exist_ok=True)

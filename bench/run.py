@@ -5,6 +5,7 @@
     python bench/run.py open [--rate 40000] [--duration 5] [--max-in-flight 2000]
     python bench/run.py flow [--quick] [--duration 10]
     python bench/run.py servers [--quick] [--duration 10] [--rounds 3]
+    python bench/run.py https [--quick] [--duration 10]
     python bench/run.py goals [--quick]
 
 The first form starts nginx (one worker, CPU 0) and runs every client (CPU 1)
@@ -15,8 +16,9 @@ loopback capacity a client reaches. ``million`` times runner's own
 1M-request scenario next to wrk on the built-in target (see :mod:`million`);
 ``open`` runs the open model on one client core, ``flow`` a two-step flow
 with a capture next to a static GET, ``servers`` the built-in target against
-nginx (see :mod:`modes`); ``goals`` takes all of these in one run and prints
-each number with its goal. See bench/README.md.
+nginx, ``https`` runner next to wrk on nginx's TLS listener (see :mod:`modes`);
+``goals`` takes all of these in one run and prints each number with its
+goal. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from table import run_rows
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = BENCH_DIR / "results" / "latest.json"
-MODES = ("table", "million", "open", "flow", "servers", "goals")
+MODES = ("table", "million", "open", "flow", "servers", "https", "goals")
 
 #: (path, concurrency) rows of the full table, and of --quick.
 FULL_ROWS = [("/small", 100), ("/small", 1000), ("/large", 100)]
@@ -50,7 +52,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("mode", nargs="?", choices=MODES, default="table",
                         help="table (default): clients vs nginx; million: scenarios/million.yaml vs wrk; "
                              "open: open model on one core; flow: two-step flow vs static GET; "
-                             "servers: built-in target vs nginx; goals: all of them, one summary")
+                             "servers: built-in target vs nginx; https: TLS, runner vs wrk, keep-alive and not; "
+                             "goals: all of them, one summary")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_DURATION_S:g} s per run and fewer rows (million: 100k/10k requests; "
                              f"open: {open_model.QUICK_DURATION_S:g} s; servers: 1 round)")
@@ -113,7 +116,7 @@ def main(argv: list[str]) -> int:
         if args.mode == "million":
             from million import million_mode
             return million_mode(args)
-        if args.mode in ("open", "flow", "servers", "goals"):
+        if args.mode in ("open", "flow", "servers", "https", "goals"):
             import modes
             return getattr(modes, f"{args.mode}_mode")(args)
         return table_mode(args)

@@ -19,9 +19,13 @@ from peers import Peer
 PAUSE_S = 1.0
 
 
-def measure_row(client: str, peers: dict[str, Peer], job: Job) -> dict:
-    """One client on one row: its numbers, or why there are none. Never raises (except Ctrl-C)."""
-    peer_name, run = CLIENTS[client]
+def measure_row(client: str, peers: dict[str, Peer], job: Job, clients: dict = CLIENTS) -> dict:
+    """One client on one row: its numbers, or why there are none. Never raises (except Ctrl-C).
+
+    ``clients`` maps names to (peer, run) as :data:`clients.CLIENTS` does; a
+    mode with rows of its own (``https``) passes its own map.
+    """
+    peer_name, run = clients[client]
     peer = peers.get(peer_name)
     row = {"client": client, "path": job.path, "concurrency": job.concurrency, "duration_s": job.duration_s,
            "loadavg_before": load_average()}
@@ -47,14 +51,19 @@ def run_rows(nginx: Nginx, rows: list[tuple[str, int]], clients: list[str], dura
             job_dir = workdir / f"{client}{path.replace('/', '-')}-c{concurrency}"
             job_dir.mkdir()
             job = Job(nginx.url, path, concurrency, duration_s, job_dir)
-            print(f"  {client:<15} c={concurrency:<5} {path:<7}", end=" ", flush=True)
-            before = snapshot(nginx)
-            result = measure_row(client, peers, job)
-            result.update(row_checks(result, before, snapshot(nginx)))
-            print(progress_text(result), flush=True)
-            results.append(result)
-            time.sleep(PAUSE_S)
+            results.append(checked_row(nginx, client, peers, job))
     return results
+
+
+def checked_row(nginx: Nginx, client: str, peers: dict[str, Peer], job: Job, clients: dict = CLIENTS) -> dict:
+    """One row with its progress line, nginx's count and the CPU checks, then the pause before the next."""
+    print(f"  {client:<15} c={job.concurrency:<5} {job.path:<7}", end=" ", flush=True)
+    before = snapshot(nginx)
+    result = measure_row(client, peers, job, clients)
+    result.update(row_checks(result, before, snapshot(nginx)))
+    print(progress_text(result), flush=True)
+    time.sleep(PAUSE_S)
+    return result
 
 
 def progress_text(result: dict) -> str:
