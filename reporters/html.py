@@ -265,8 +265,7 @@ def _phases(result: dict[str, Any]) -> str:
             numbers = phases.get(phase) or {}
             first = (f"<td class='l' rowspan='{len(PHASES)}'><b>{_e(name)}</b></td>" if position == 0 else "")
             cells = [_ms(numbers.get(k)) if measured(numbers) else "–" for k in _LATENCY_COLS]
-            marker = " class='total'" if label == "total" and position == 0 else ""
-            rows.append(f"<tr{marker}>{first}"
+            rows.append(f"<tr>{first}"
                         f"<td class='l' title='{_e(PHASE_MEANING[phase])} (k6: {K6_NAMES[phase]})'>{phase}</td>"
                         f"<td>{_int(numbers.get('count', 0))}</td>" + "".join(f"<td>{c}</td>" for c in cells)
                         + "</tr>")

@@ -181,7 +181,8 @@ def _flow_case(suite: ET.Element, flow: dict[str, Any]) -> bool:
 def phase_summary(phase: str, numbers: dict[str, Any]) -> str:
     """One phase in words: its percentiles and what it counted (connections opened, or responses)."""
     count = int(numbers.get("count", 0))
-    counted = f"{count:,} connections opened" if phase in ("connect", "tls") else f"{count:,} responses"
+    noun = "connection" if phase in ("connect", "tls") else "response"
+    counted = f"{count:,} {noun}{'' if count == 1 else 's'}" + (" opened" if noun == "connection" else "")
     if not measured(numbers):
         return f"no value ({counted})"
     stats = ", ".join(f"{key} {_number(float(numbers.get(key, 0.0)))} ms" for key in ("p50", "p95", "p99", "max"))

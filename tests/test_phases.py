@@ -308,7 +308,7 @@ def test_junit_carries_the_phases_as_properties():
     assert props["phases.ttfb"].startswith(f"p50 {ttfb['p50']:,.3f}".rstrip("0").rstrip(".") + " ms")
     assert props["phases.ttfb"].endswith("(1,200 responses)")
     assert props["phases.connect"].endswith("(7 connections opened)")
-    assert props["stage.steady.phases.tls"].endswith("(1 connections opened)")
+    assert props["stage.steady.phases.tls"].endswith("(1 connection opened)")
     assert {f"stage.{s}.phases.{p}" for s in ("warm", "steady") for p in PHASES} <= props.keys()
     plain, _ = build(https=False)
     suite = ET.fromstring(JUnitReporter().render(plain)).find("testsuite")
