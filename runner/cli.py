@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--delay-min", type=float, default=0.0, help="seconds")
     serve.add_argument("--delay-max", type=float, default=0.0, help="seconds")
     serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument("--tls", action="store_true",
+                       help="serve https with a throwaway certificate for 127.0.0.1, ::1 and localhost; "
+                            "prints the CA file to trust (curl --cacert FILE), removed on exit")
     return parser
 
 
@@ -297,14 +300,34 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .target.server import TargetConfig, run_server
+    from .target.server import TargetConfig, run_server, server_tls_context
 
     if args.delay_max < args.delay_min:
         raise UsageError("--delay-max must be >= --delay-min")
     config = TargetConfig(body_size=args.body_size, delay_min_s=args.delay_min,
-                          delay_max_s=args.delay_max, seed=args.seed)
-    print(f"built-in target on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
-    run_server(args.host, args.port, config, announce=False)
+                          delay_max_s=args.delay_max, seed=args.seed, tls=args.tls)
+    certificate = None
+    if args.tls:
+        from .target.certificate import ThrowawayCertificate
+
+        certificate = ThrowawayCertificate()
+
+    def listening(host: str, port: int) -> None:
+        # Printed once bound, so --port 0 shows the port it picked.
+        shown = f"[{host}]" if ":" in host else host
+        print(f"built-in target on {'https' if args.tls else 'http'}://{shown}:{port}/ (Ctrl-C to stop)",
+              file=sys.stderr)
+        if certificate is not None:
+            print(f"CA certificate: {certificate.ca_file} (trust only it: curl --cacert {certificate.ca_file}; "
+                  "removed on exit)", file=sys.stderr)
+        sys.stderr.flush()
+
+    try:
+        tls = server_tls_context(certificate.cert_file, certificate.key_file) if certificate is not None else None
+        run_server(args.host, args.port, config, announce=False, tls=tls, on_listening=listening)
+    finally:
+        if certificate is not None:
+            certificate.remove()
     return EXIT_OK
 
 

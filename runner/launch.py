@@ -43,15 +43,27 @@ class ProcessReport:
 
 
 @contextlib.contextmanager
-def target_url(plan: Plan) -> Iterator[str]:
-    """Yield the base URL to load: the scenario's, or a freshly started built-in target's."""
+def target_url(plan: Plan) -> Iterator[tuple[str, Plan]]:
+    """Yield the base URL to load and the plan to load it with.
+
+    Without a target URL in the plan, a freshly started built-in target's URL;
+    when it serves https (``builtin: {tls: true}``), the plan yielded trusts
+    its throwaway CA instead of the system's (:func:`runner.target.certificate.trust_ca`).
+    The CA file lives until the block ends, so worker processes, which get the
+    plan pickled and build their TLS contexts from it, can still read it.
+    """
     if plan.target_url is not None:
-        yield plan.target_url
+        yield plan.target_url, plan
         return
     from .target.process import BuiltinTarget
 
     with BuiltinTarget(plan.builtin) as server:
-        yield server.url
+        if server.ca_file is None:
+            yield server.url, plan
+        else:
+            from .target.certificate import trust_ca
+
+            yield server.url, trust_ca(plan, server.ca_file)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -68,11 +80,12 @@ def execute(plan: Plan, *, on_progress: ProgressCallback | None = None,
     """Run every stage of ``plan`` and return the result (also after SIGINT/SIGTERM)."""
     ensure_open_files(plan.max_concurrency)
     control = control or RunControl()
-    with target_url(plan) as base_url:
+    with target_url(plan) as (base_url, run_plan):
         if plan.workers > 1:
-            reports = _run_processes(plan, base_url, control)
+            reports = _run_processes(run_plan, base_url, control)
         else:
-            reports = [run_here(plan, base_url, control, on_progress)]
+            reports = [run_here(run_plan, base_url, control, on_progress)]
+    # The scenario's own plan: the result describes what was asked, not a temporary CA file's path.
     return build_result(plan, base_url, reports, control)
 
 

@@ -3,13 +3,16 @@
 Runs the server in its own process so it does not share a CPU (or a GIL)
 with the load generator; ``runner.target.process.BuiltinTarget`` starts it
 this way and learns the port from the ``LISTENING <host> <port>`` line.
+With ``--tls-cert`` and ``--tls-key`` it serves https; the parent makes those
+files (a throwaway CA's certificate, see ``runner.target.certificate``) so the
+child never has to tell anyone which CA to trust.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from runner.target.server import FAULT_KINDS, TargetConfig, run_server
+from runner.target.server import FAULT_KINDS, TargetConfig, run_server, server_tls_context
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
@@ -28,6 +31,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
         help="answer ordinary requests with fault KIND with probability P (repeatable; kinds: "
              + ", ".join(FAULT_KINDS) + ")",
     )
+    parser.add_argument("--tls-cert", metavar="PEM", help="serve https with this certificate (and chain)")
+    parser.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     return parser
 
 
@@ -51,10 +56,19 @@ def main(argv: list[str] | None = None) -> int:
             delay_max_s=args.delay_max,
             seed=args.seed,
             faults=tuple(args.fault),
+            tls=args.tls_cert is not None,
         )
     except ValueError as error:
         parser.error(str(error))
-    run_server(args.host, args.port, config, announce=True)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    tls = None
+    if args.tls_cert is not None:
+        try:
+            tls = server_tls_context(args.tls_cert, args.tls_key)
+        except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+            parser.error(f"cannot load the certificate: {error}")
+    run_server(args.host, args.port, config, announce=True, tls=tls)
     return 0
 
 

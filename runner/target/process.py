@@ -4,6 +4,12 @@ The target lives in its own process so that the load generator and the
 server never compete for one interpreter: measurements then reflect the
 runner, not a shared event loop. ``BuiltinTarget`` hides the process
 plumbing -- start, learn the port, wait until it answers, stop cleanly.
+
+With ``TargetConfig.tls`` the parent makes a throwaway CA and server
+certificate (:mod:`runner.target.certificate`) before starting the child,
+hands the child the certificate and key files, and keeps the CA file for the
+clients that should trust the server (``BuiltinTarget.ca_file``). The files
+live exactly as long as the target.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import http.client
 import json
 import os
 import selectors
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -20,7 +27,7 @@ import weakref
 from pathlib import Path
 from typing import IO
 
-from runner.target.server import TargetConfig
+from runner.target.config import TargetConfig
 
 __all__ = ["BuiltinTarget"]
 
@@ -50,26 +57,35 @@ class BuiltinTarget:
         self._process: subprocess.Popen | None = None
         self._stderr: IO[bytes] | None = None
         self._reaper: weakref.finalize | None = None
+        self._certificate = None  # a ThrowawayCertificate while an https target runs
+        self._client_tls: ssl.SSLContext | None = None  # how this object's own requests trust the target
 
     # -- lifecycle ------------------------------------------------------------
 
     def start(self) -> "BuiltinTarget":
-        """Start the child and return once it answers HTTP; raise RuntimeError if it cannot."""
+        """Start the child and return once it answers (https with ``config.tls``); raise RuntimeError if not."""
         if self._process is not None:
             raise RuntimeError("BuiltinTarget already started")
         deadline = time.monotonic() + self.startup_timeout_s
-        # stderr goes to a file, not a pipe: nobody reads it while the server
-        # runs, and a full pipe would block the child.
-        self._stderr = tempfile.TemporaryFile()
-        self._process = subprocess.Popen(
-            self._command(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=self._child_environment(),
-        )
-        # If the owner forgets stop(), do not leave a server running.
-        self._reaper = weakref.finalize(self, _kill_quietly, self._process)
+        if self.config.tls:
+            self._make_certificate()
+        try:
+            # stderr goes to a file, not a pipe: nobody reads it while the server
+            # runs, and a full pipe would block the child.
+            self._stderr = tempfile.TemporaryFile()
+            self._process = subprocess.Popen(
+                self._command(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env=self._child_environment(),
+            )
+        except BaseException:
+            self._remove_certificate()
+            self._close_stderr()
+            raise
+        # If the owner forgets stop(), do not leave a server running (nor its key on disk).
+        self._reaper = weakref.finalize(self, _kill_quietly, self._process, self._certificate)
         try:
             self.host, self.port = self._read_announcement(deadline)
             self._wait_until_answering(deadline)
@@ -80,9 +96,10 @@ class BuiltinTarget:
         return self
 
     def stop(self) -> int | None:
-        """SIGTERM the child, wait up to 5 s, then kill it; return its exit code."""
+        """SIGTERM the child, wait up to 5 s, then kill it; remove its certificate files; return its exit code."""
         process = self._process
         if process is None:
+            self._remove_certificate()
             return None
         if process.poll() is None:
             process.terminate()
@@ -95,6 +112,7 @@ class BuiltinTarget:
             process.stdout.close()
         if self._reaper is not None:
             self._reaper.detach()
+        self._remove_certificate()
         return process.returncode
 
     def __enter__(self) -> "BuiltinTarget":
@@ -116,7 +134,16 @@ class BuiltinTarget:
         if self.port is None:
             raise RuntimeError("BuiltinTarget not started")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.config.tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def ca_file(self) -> str | None:
+        """The PEM file of the CA that signed an https target's certificate (None for http).
+
+        Trust it, and only it, to verify the target: ``ssl.create_default_context(cafile=...)``,
+        ``curl --cacert``. It is removed when the target stops.
+        """
+        return None if self._certificate is None else self._certificate.ca_file
 
     @property
     def returncode(self) -> int | None:
@@ -152,7 +179,22 @@ class BuiltinTarget:
         ]
         for kind, probability in config.faults:
             command += ["--fault", f"{kind}={probability!r}"]
+        if self._certificate is not None:
+            command += ["--tls-cert", self._certificate.cert_file, "--tls-key", self._certificate.key_file]
         return command
+
+    def _make_certificate(self) -> None:
+        from runner.target.certificate import ThrowawayCertificate
+
+        self._certificate = ThrowawayCertificate()
+        # The probe and the control requests verify the server like any client of the run would.
+        self._client_tls = ssl.create_default_context(cafile=self._certificate.ca_file)
+
+    def _remove_certificate(self) -> None:
+        certificate, self._certificate = self._certificate, None
+        self._client_tls = None
+        if certificate is not None:
+            certificate.remove()
 
     @staticmethod
     def _child_environment() -> dict[str, str]:
@@ -200,7 +242,11 @@ class BuiltinTarget:
     def _control(self, path: str) -> dict:
         if self.port is None:
             raise RuntimeError("BuiltinTarget not started")
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=_CONTROL_TIMEOUT_S)
+        if self._client_tls is not None:
+            connection = http.client.HTTPSConnection(self.host, self.port, timeout=_CONTROL_TIMEOUT_S,
+                                                     context=self._client_tls)
+        else:
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=_CONTROL_TIMEOUT_S)
         try:
             connection.request("GET", path)
             response = connection.getresponse()
@@ -216,7 +262,9 @@ class BuiltinTarget:
         raise RuntimeError(f"built-in target {what}; stderr: {stderr or '(empty)'}")
 
 
-def _kill_quietly(process: subprocess.Popen) -> None:
+def _kill_quietly(process: subprocess.Popen, certificate=None) -> None:
     if process.poll() is None:
         process.kill()
         process.wait()
+    if certificate is not None:
+        certificate.remove()

@@ -23,6 +23,11 @@ Behaviour (all per request, via the query string):
   JSON bodies, bearer tokens and a session cookie (see
   :mod:`runner.target.shop`); they honour ``?delay=`` and the seeded delays.
 
+With a TLS context (``python -m runner.target --tls-cert ... --tls-key ...``,
+made by :mod:`runner.target.certificate`) the same protocol serves https:
+asyncio's TLS layer sits between the socket and :class:`TargetProtocol`, so
+every behaviour above is the same over TLS.
+
 Pipelined requests are answered strictly in order even when their delays
 differ: each connection keeps a queue of pending responses that timers mark
 ready, and the queue is flushed from its head. The bytes of responses are
@@ -49,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import ssl
 import sys
 import traceback
 from collections import OrderedDict, deque
@@ -56,6 +62,7 @@ from itertools import repeat
 from contextlib import suppress
 from email.utils import formatdate
 from random import Random
+from typing import Callable
 
 import httptools
 
@@ -90,6 +97,7 @@ __all__ = [
     "TargetProtocol",
     "make_html_body",
     "run_server",
+    "server_tls_context",
     "start_server",
 ]
 
@@ -765,17 +773,31 @@ class TargetProtocol(asyncio.Protocol):
             self._transport.close()
 
 
-async def start_server(host: str, port: int, config: TargetConfig) -> asyncio.Server:
-    """Start serving on ``host:port`` (port 0 picks a free port) in the running loop."""
-    server, _ = await _start(host, port, config)
+async def start_server(host: str, port: int, config: TargetConfig,
+                       tls: ssl.SSLContext | None = None) -> asyncio.Server:
+    """Start serving on ``host:port`` (port 0 picks a free port) in the running loop; https with ``tls``."""
+    server, _ = await _start(host, port, config, tls)
     return server
 
 
-async def _start(host: str, port: int, config: TargetConfig) -> tuple[asyncio.Server, _TargetState]:
+def server_tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """The context an https target serves with: ``cert_file`` (certificate and chain) and its key.
+
+    HTTP/1.1 is the only protocol offered by ALPN, so a client that offers h2
+    as well still settles on what this server speaks.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+async def _start(host: str, port: int, config: TargetConfig,
+                 tls: ssl.SSLContext | None = None) -> tuple[asyncio.Server, _TargetState]:
     loop = asyncio.get_running_loop()
     state = _TargetState(config)
     server = await loop.create_server(
-        lambda: TargetProtocol(state), host, port, reuse_address=True, backlog=4096
+        lambda: TargetProtocol(state), host, port, reuse_address=True, backlog=4096, ssl=tls
     )
     _keep_date_fresh(loop, server, state)
     return server, state
@@ -792,15 +814,19 @@ def _keep_date_fresh(loop: asyncio.AbstractEventLoop, server: asyncio.Server, st
     loop.call_later(1.0, tick)
 
 
-def run_server(host: str, port: int, config: TargetConfig, announce: bool = True) -> None:
+def run_server(host: str, port: int, config: TargetConfig, announce: bool = True,
+               tls: ssl.SSLContext | None = None,
+               on_listening: Callable[[str, int], None] | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then return (so the process exits 0).
 
     With ``announce``, print ``LISTENING <host> <port>`` once accepting, which
-    is how a parent process learns the port it picked.
+    is how a parent process learns the port it picked; ``on_listening`` is
+    called with the same address (``runner serve`` tells a person where it
+    listens, also when port 0 picked the port). ``tls`` serves https.
     """
     try:
         with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
-            runner.run(_serve_until_signalled(host, port, config, announce))
+            runner.run(_serve_until_signalled(host, port, config, announce, tls, on_listening))
     except KeyboardInterrupt:
         # Ctrl-C before the signal handlers were installed: still a clean exit.
         pass
@@ -814,17 +840,21 @@ def _fast_loop_factory():
     return uvloop.new_event_loop
 
 
-async def _serve_until_signalled(host: str, port: int, config: TargetConfig, announce: bool) -> None:
+async def _serve_until_signalled(host: str, port: int, config: TargetConfig, announce: bool,
+                                 tls: ssl.SSLContext | None = None,
+                                 on_listening: Callable[[str, int], None] | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, stop.set)
-    server, state = await _start(host, port, config)
+    server, state = await _start(host, port, config, tls)
+    bound_host, bound_port = server.sockets[0].getsockname()[:2]
     if announce:
-        bound_host, bound_port = server.sockets[0].getsockname()[:2]
         sys.stdout.write(f"LISTENING {bound_host} {bound_port}\n")
         sys.stdout.flush()
+    if on_listening is not None:
+        on_listening(bound_host, bound_port)
     try:
         await stop.wait()
     finally:
