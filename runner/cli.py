@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("baseline", help="baseline result JSON")
     compare.add_argument("current", help="current result JSON")
     compare.add_argument("--max-regression", action="append", default=[], metavar="METRIC=LIMIT",
-                         help="e.g. p95=10%%, rps=5%%, error_rate=1%% (repeatable; default p95, p99, "
-                              "error_rate and rps limits)")
+                         help="e.g. p95=10%%, rps=5%%, error_rate=1%%, 'p95(ttfb)=10%%' for a timing phase "
+                              "(repeatable; default p95, p99, error_rate and rps limits)")
 
     validate = commands.add_parser("validate", help="check scenario files without running them")
     validate.add_argument("scenarios", nargs="+")
