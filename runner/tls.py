@@ -89,7 +89,7 @@ def tls_failure(exc: BaseException) -> str:
             return f"{CLOSED_IN_HANDSHAKE}: {exc.reason or exc}"
         return f"{HANDSHAKE_FAILED}: {exc.reason or exc}"
     if isinstance(exc, (TimeoutError,)):
-        return f"{HANDSHAKE_TIMEOUT}: no handshake within the connect timeout"
+        return f"{HANDSHAKE_TIMEOUT}: the handshake did not end within the request's time limit"
     if isinstance(exc, (ConnectionError, EOFError)) or (isinstance(exc, OSError) and "handshake" in str(exc).lower()):
         text = str(exc)
         if "taking longer" in text:  # the loop's own handshake timeout

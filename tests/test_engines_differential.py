@@ -553,11 +553,13 @@ def test_auto_selection(tmp_path):
     assert engine_class is FastEngine and "fast engine supports" in reason
     plan = build_plan(tmp_path, "https://example.invalid", "auto")
     engine_class, reason = select_engine(plan, "https://example.invalid")
-    assert engine_class is AiohttpEngine and "https" in reason
+    assert engine_class is FastEngine and "https on the fast engine" in reason
+    plan = build_plan(tmp_path, "https://example.invalid", "aiohttp")
+    assert select_engine(plan, "https://example.invalid")[0] is AiohttpEngine
     plan = build_plan(tmp_path, "https://example.invalid", "fast")
     assert select_engine(plan, "https://example.invalid")[0] is FastEngine
-    with pytest.raises(FastEngineUnsupported, match="https"):
-        FastEngine(plan, "https://example.invalid")
+    with pytest.raises(FastEngineUnsupported, match="ftp"):
+        FastEngine(plan, "ftp://example.invalid")
 
 
 # -- flows: what a virtual user sends depends on what it received ----------------------------------

@@ -48,7 +48,8 @@ class Encoded:
 
     __slots__ = ("whole", "prefix", "tail", "body", "plain", "is_head", "idempotent", "target", "headers",
                  "body_template", "cookies", "constant_body", "connect_timeout", "read_timeout", "limit",
-                 "capture_headers", "capture_body", "captures", "render", "tls", "ssl", "server_name")
+                 "capture_headers", "capture_body", "captures", "render", "tls", "ssl", "server_name",
+                 "fresh")
 
     def __init__(self, request: RequestPlan, host_header: bytes, path_prefix: str):
         names = {name.lower() for name, _ in request.headers}
@@ -86,6 +87,7 @@ class Encoded:
         self.captures = self.capture_headers or self.capture_body > 0 or request.send_cookies
         self.target = request.target
         self.tls = request.tls  # connections are reused only by requests with equal settings
+        self.fresh = not request.keepalive  # keepalive: false opens a new connection even when one is open
         self.ssl = None  # the SSLContext (https), set by the engine, which owns the contexts
         self.server_name = None  # SNI and the name the certificate must match (https)
         self.whole = None

@@ -118,9 +118,10 @@ class FastTransport:
         self.captured = None
         self.first_byte_ns = 0
         conn = self._conn
-        if conn is None or not conn.alive or conn.waiter is not None or conn.tls is not encoded.tls:
+        if (conn is None or not conn.alive or conn.waiter is not None or conn.tls is not encoded.tls
+                or encoded.fresh):
             # No connection yet, it was closed, an aborted request left it mid-response,
-            # or it was made with other TLS settings.
+            # it was made with other TLS settings, or the request wants a connection of its own.
             self._open_and_send(data, encoded, request.timeout_s)
             return
         loop = self._loop
@@ -148,8 +149,8 @@ class FastTransport:
         A failure is not an error here: the first request connects again and reports what happens.
         """
         conn = self._conn
-        if (conn is not None and conn.alive) or self.pending:
-            return
+        if (conn is not None and conn.alive) or self.pending or self._engine._encoded[0].fresh:
+            return  # (a request that wants a fresh connection would not use this one)
         try:
             await self._connect(self._loop.time() + timeout_s, self._engine._encoded[0])
         except TransportError:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from ...tls import tls_failure
 from ..base import TransportError, connect_errno_class, describe, lost_errno_class
 
 if TYPE_CHECKING:
@@ -59,6 +60,12 @@ def _error_class_for_lost(exc: BaseException) -> str:
         return "closed_early"
     return "other"
 
+
+
+def _lost(exc: BaseException) -> TransportError:
+    """The error of a request whose connection ``exc`` ended; a TLS alert is worded as a handshake failure is."""
+    error_class = _error_class_for_lost(exc)
+    return TransportError(error_class, tls_failure(exc) if error_class == "tls" else describe(exc))
 
 
 class _HeadInspector:
@@ -296,9 +303,9 @@ class _Connection(asyncio.BufferedProtocol):
             if exc is None:
                 error = TransportError("closed_early", "the server closed the connection without answering")
             else:
-                error = TransportError(_error_class_for_lost(exc), describe(exc))
+                error = _lost(exc)
         elif exc is not None:
-            error = TransportError(_error_class_for_lost(exc), describe(exc))
+            error = _lost(exc)
         elif _ended_by_eof(self.head_chunks):
             self._completed_by_eof(waiter)
             return
