@@ -17,8 +17,9 @@ and fails as ``connect_timeout``. Read timeouts (silence), a response size
 cap and captures live in :class:`~.protocol._CheckedConnection`, used only by
 plans that ask for them.
 
-``https://`` targets get the loop's own TLS transport (uvloop's, in C) over
-the same protocol, so the request path is the same callbacks; the handshake
+``https://`` targets get a TLS layer of memory BIOs (:mod:`.tls_layer`)
+between the TCP transport and the same protocol, so the request path is the
+same callbacks; the handshake
 is part of opening a connection, timed apart from the TCP connect, and a
 handshake that fails is a ``tls`` error whose sample says why
 (:func:`runner.tls.tls_failure`). A connection made with one ``tls:`` setting
@@ -47,15 +48,13 @@ from ...secrets import basic_authorization, url_credentials, with_authorization
 from ...tls import ClientContexts, server_name, tls_failure
 from ..base import TransportError, describe, open_channel
 from .encoding import Encoded, FastEngineUnsupported
-from .protocol import _CheckedConnection, _Connection, _error_class_for_connect, _HeaderConnection
+from .protocol import _CheckedConnection, _Connection, _error_class_for_connect, _HeaderConnection, lost_error
+from .tls_layer import RAW_BUFFER_BYTES, TlsLayer
 
 __all__ = ["FastEngine", "FastEngineUnsupported", "unsupported_reason"]
 
 _WATCHDOG_MIN_S = 0.01
 _WATCHDOG_MAX_S = 0.1
-#: Longest TLS handshake the loop is asked to wait for (the request's deadline usually ends it first).
-_HANDSHAKE_MAX_S = 60.0
-
 _perf_ns = time.perf_counter_ns
 
 
@@ -229,6 +228,12 @@ class FastTransport:
         self._opening = None
         if not self.pending:  # aborted meanwhile
             return
+        if not conn.alive and conn.waiter is None and conn not in self._engine._connections:
+            # Lost between opening and now (a server refusing the client certificate after a
+            # TLS 1.3 handshake does that): nothing will report it but this.
+            self.set_exception(lost_error(conn.lost) if conn.lost is not None else TransportError(
+                "closed_early", "the server closed the new connection before the request was sent"))
+            return
         conn.start(self, data, encoded, deadline, retryable=False)
 
     def _retry(self, waiter, data: bytes, encoded: Encoded, deadline: float) -> None:
@@ -251,7 +256,7 @@ class FastTransport:
             last_error: BaseException | None = None
             for position, (family, address) in enumerate(addresses):
                 try:
-                    conn = await asyncio.wait_for(self._open(family, address, encoded, deadline),
+                    conn = await asyncio.wait_for(self._open(family, address, encoded),
                                                   max(deadline - loop.time(), 0.0))
                 except (OSError, asyncio.TimeoutError) as exc:
                     last_error = exc
@@ -273,7 +278,7 @@ class FastTransport:
         self._conn = conn
         return conn
 
-    async def _open(self, family: int, address: tuple, encoded: Encoded, deadline: float) -> _Connection:
+    async def _open(self, family: int, address: tuple, encoded: Encoded) -> _Connection:
         """Connect to ``address``, then shake hands when the request is https; time both."""
         loop = self._loop
         factory = self._engine._connection_class
@@ -291,15 +296,21 @@ class FastTransport:
             else:
                 # If the handshake fails, the TCP connect still happened and is reported as such.
                 self.opened = ((connected - started) // 1000, -1, connected)
-                self._handshake_from = connected
+                self._handshake_from = connected  # a timeout from here on is the handshake's
+                layer = TlsLayer(loop, context, encoded.server_name, self._engine._raw_view)
+                await loop.create_connection(lambda: layer, sock=sock)
                 try:
-                    _, conn = await loop.create_connection(
-                        lambda: factory(self), sock=sock, ssl=context, server_hostname=encoded.server_name,
-                        ssl_handshake_timeout=min(max(deadline - loop.time(), 0.001), _HANDSHAKE_MAX_S))
+                    await layer.handshake
                 except (OSError, EOFError) as exc:  # ssl.SSLError is an OSError
                     self._handshake_from = 0
+                    layer.abort()
                     raise TransportError("tls", tls_failure(exc)) from None
+                except BaseException:  # cancelled: the connect deadline passed mid-handshake
+                    layer.abort()
+                    raise
                 self._handshake_from = 0
+                conn = factory(self)
+                layer.attach(conn)
                 ready = _perf_ns()
                 self.opened = ((connected - started) // 1000, (ready - connected) // 1000, ready)
         except BaseException:
@@ -368,6 +379,8 @@ class FastEngine:
         self._resolving: asyncio.Future | None = None
         self._connections: set[_Connection] = set()
         self._read_view = memoryview(bytearray(_READ_BUFFER_BYTES))
+        # https: raw records land here before they are decrypted into _read_view
+        self._raw_view = memoryview(bytearray(RAW_BUFFER_BYTES)) if secure else None
         self._transports: list[FastTransport] = []
         # The optional features cost per-response work only when the plan uses them.
         encoded = self._encoded

@@ -62,7 +62,7 @@ def _error_class_for_lost(exc: BaseException) -> str:
 
 
 
-def _lost(exc: BaseException) -> TransportError:
+def lost_error(exc: BaseException) -> TransportError:
     """The error of a request whose connection ``exc`` ended; a TLS alert is worded as a handshake failure is."""
     error_class = _error_class_for_lost(exc)
     return TransportError(error_class, tls_failure(exc) if error_class == "tls" else describe(exc))
@@ -188,7 +188,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     __slots__ = (
         "channel", "transport", "parser", "main_parser", "alive", "waiter", "deadline", "received",
-        "head_chunks", "sent", "encoded", "_read_view", "completed", "tls",
+        "head_chunks", "sent", "encoded", "_read_view", "completed", "tls", "lost",
     )
 
     def __init__(self, channel: "FastTransport"):
@@ -205,6 +205,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._read_view = channel._engine._read_view
         self.completed = 0  # responses completed on this connection
         self.tls = None  # the TlsPlan it was made with (https), for the reuse check
+        self.lost = None  # what ended the connection while no request was on it
 
     def start(self, waiter: asyncio.Future, data: bytes, encoded: "Encoded", deadline: float,
               retryable: bool) -> None:
@@ -288,6 +289,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.channel._engine._connections.discard(self)
         waiter = self.waiter
         if waiter is None:
+            self.lost = exc  # a new connection lost before its first request: that request learns why
             return
         self.waiter = None
         if waiter.done():  # the request was cancelled
@@ -303,9 +305,9 @@ class _Connection(asyncio.BufferedProtocol):
             if exc is None:
                 error = TransportError("closed_early", "the server closed the connection without answering")
             else:
-                error = _lost(exc)
+                error = lost_error(exc)
         elif exc is not None:
-            error = _lost(exc)
+            error = lost_error(exc)
         elif _ended_by_eof(self.head_chunks):
             self._completed_by_eof(waiter)
             return
