@@ -24,6 +24,7 @@ from .metrics.recorder import FlowStats, RequestStats
 from .metrics.timeseries import Bucket, SeriesSampler
 from .models import MODELS
 from .plan import Plan, StagePlan
+from .snapshots import Snapshot, take
 from .vu import CUT_OFF, StageRun, VirtualUser
 
 @dataclass
@@ -73,6 +74,7 @@ class Executor:
     engine: Engine
     control: RunControl = field(default_factory=RunControl)
     on_progress: ProgressCallback | None = None
+    on_snapshot: Callable[[Snapshot], None] | None = None  # one Snapshot per interval tick and at a stage's end
 
     def __post_init__(self) -> None:
         self.completed: list[StageOutcome] = []
@@ -155,6 +157,9 @@ class Executor:
         started_wall += zero - started
         stats = run_state.stats
         sampler.sample(stats, run_state.started, end_s=duration)  # the last, partial interval
+        if self.on_snapshot is not None:
+            self.on_snapshot(take(self.plan.process_index, stage.index, stage.name, duration, sampler.buckets[-1],
+                                  stats, run_state.started, run_state.scheduled, run_state.late, final=True))
         if stage.model == "closed":
             for part in stats:
                 part.adopt_latency_as_service()
@@ -174,6 +179,10 @@ class Executor:
             await asyncio.sleep(max(0.0, next_tick - time.perf_counter()))
             next_tick += interval
             sampler.sample(stats, run_state.started)
+            if self.on_snapshot is not None:
+                self.on_snapshot(take(self.plan.process_index, stage.index, stage.name,
+                                      time.perf_counter() - run_state.zero, sampler.buckets[-1], stats,
+                                      run_state.started, run_state.scheduled, run_state.late))
             if self.live is not None:
                 self.live.duration_s = time.perf_counter() - run_state.zero
                 self.live.scheduled = run_state.scheduled

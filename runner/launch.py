@@ -17,7 +17,7 @@ import signal
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .engines import select_engine
 from .errors import RunnerError
@@ -26,7 +26,11 @@ from .health import LoopLagMonitor, cpu_seconds
 from .limits import ensure_open_files
 from .plan import Plan
 from .result import RunResult, build_result
+from .snapshots import Snapshot
 from .sharding import share
+
+#: Receives interval snapshots (runner.snapshots.Snapshot) from every process of a run.
+SnapshotCallback = Callable[[Snapshot], None]
 
 
 @dataclass
@@ -76,34 +80,39 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def execute(plan: Plan, *, on_progress: ProgressCallback | None = None,
-            control: RunControl | None = None) -> RunResult:
-    """Run every stage of ``plan`` and return the result (also after SIGINT/SIGTERM)."""
+            control: RunControl | None = None, on_snapshot: SnapshotCallback | None = None) -> RunResult:
+    """Run every stage of ``plan`` and return the result (also after SIGINT/SIGTERM).
+
+    ``on_snapshot`` receives every process's interval snapshots (see
+    :mod:`runner.snapshots`), in this process, whatever the number of workers.
+    """
     ensure_open_files(plan.max_concurrency)
     control = control or RunControl()
     with target_url(plan) as (base_url, run_plan):
         if plan.workers > 1:
-            reports = _run_processes(run_plan, base_url, control)
+            reports = _run_processes(run_plan, base_url, control, on_snapshot)
         else:
-            reports = [run_here(run_plan, base_url, control, on_progress)]
+            reports = [run_here(run_plan, base_url, control, on_progress, on_snapshot=on_snapshot)]
     # The scenario's own plan: the result describes what was asked, not a temporary CA file's path.
     return build_result(plan, base_url, reports, control)
 
 
 def run_here(plan: Plan, base_url: str, control: RunControl,
-             on_progress: ProgressCallback | None = None, signals: tuple = ("SIGINT", "SIGTERM")) -> ProcessReport:
+             on_progress: ProgressCallback | None = None, signals: tuple = ("SIGINT", "SIGTERM"),
+             on_snapshot: SnapshotCallback | None = None) -> ProcessReport:
     """Run ``plan`` in this process on a fresh event loop."""
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(_run(plan, base_url, control, on_progress, signals))
+        return runner.run(_run(plan, base_url, control, on_progress, signals, on_snapshot))
 
 
 async def _run(plan: Plan, base_url: str, control: RunControl, on_progress: ProgressCallback | None,
-               signals: tuple) -> ProcessReport:
+               signals: tuple, on_snapshot: SnapshotCallback | None = None) -> ProcessReport:
     engine_class, reason = select_engine(plan, base_url)
     engine = engine_class(plan, base_url)
     monitor = LoopLagMonitor()
     started_wall, started, cpu_before = time.time(), time.perf_counter(), cpu_seconds()
     monitor.start()
-    executor = Executor(plan, engine, control, on_progress)
+    executor = Executor(plan, engine, control, on_progress, on_snapshot)
     watcher = asyncio.create_task(_abort_when_lost(plan, base_url, executor, control)) if plan.abort_on_fail else None
     with _stop_on_signals(control, signals):
         try:
@@ -244,14 +253,18 @@ def _process_main(plan: Plan, base_url: str, connection) -> None:
     control = RunControl()
     try:
         try:
-            connection.send(run_here(plan, base_url, control, None, signals=("SIGTERM",)))
+            # Snapshots go up the same pipe as the report, once per interval: the parent's live view,
+            # metrics endpoint and progress see every process.
+            connection.send(run_here(plan, base_url, control, None, signals=("SIGTERM",),
+                                     on_snapshot=connection.send))
         except Exception as exc:
             connection.send(WorkerError.from_exception(exc))
     finally:
         connection.close()
 
 
-def _run_processes(plan: Plan, base_url: str, control: RunControl) -> list[ProcessReport]:
+def _run_processes(plan: Plan, base_url: str, control: RunControl,
+                   on_snapshot: SnapshotCallback | None = None) -> list[ProcessReport]:
     context = multiprocessing.get_context("spawn")
     children = []
     for part in range(plan.workers):
@@ -272,7 +285,7 @@ def _run_processes(plan: Plan, base_url: str, control: RunControl) -> list[Proce
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return _collect_reports(children)
+        return _collect_reports(children, on_snapshot)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -281,18 +294,25 @@ def _run_processes(plan: Plan, base_url: str, control: RunControl) -> list[Proce
                 process.kill()  # only after a failure: the others' numbers would not be reported anyway
 
 
-def _collect_reports(children: list) -> list[ProcessReport]:
+def _collect_reports(children: list, on_snapshot: SnapshotCallback | None = None) -> list[ProcessReport]:
     """Every worker's report, in worker order; the first worker to fail fails the run at once.
 
     All pipes are watched together, so a worker that fails while others are
     still running is reported now, not after the others have finished.
+    Snapshots arriving meanwhile go to ``on_snapshot``.
     """
     reports: list[ProcessReport | None] = [None] * len(children)
     pending = {receiver: (part, process) for part, (process, receiver) in enumerate(children)}
     while pending:
         for receiver in multiprocessing.connection.wait(list(pending), timeout=0.1):
-            part, process = pending.pop(receiver)
-            reports[part] = _receive(process, receiver)
+            part, process = pending[receiver]
+            message = _receive(process, receiver)
+            if isinstance(message, Snapshot):
+                if on_snapshot is not None:
+                    on_snapshot(message)
+                continue
+            del pending[receiver]
+            reports[part] = message
             process.join(10)
     return reports
 
