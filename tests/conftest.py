@@ -34,24 +34,26 @@ RESULT_SCHEMA = REPO / "schemas" / "result.schema.json"
 
 
 class ThreadedServer:
-    """An aiohttp.web app served on 127.0.0.1 from a background thread."""
+    """An aiohttp.web app served on 127.0.0.1 from a background thread (https with ``ssl_context``)."""
 
-    def __init__(self, app: web.Application):
+    def __init__(self, app: web.Application, ssl_context=None, backlog: int = 2048):
         self.app = app
         self.port = 0
+        self.ssl_context = ssl_context
+        self.backlog = backlog
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._runner = web.AppRunner(self.app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=2048)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=self.backlog, ssl_context=self.ssl_context)
         self._loop.run_until_complete(site.start())
         self.port = site._server.sockets[0].getsockname()[1]
         self._ready.set()

@@ -19,7 +19,6 @@ that sends its refusal as an alert before closing, as OpenSSL servers do.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import socket
 import ssl
@@ -127,23 +126,11 @@ class TlsServer(ThreadedServer):
 
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handle)
-        super().__init__(app)
+        super().__init__(app, ssl_context=context, backlog=512)
 
     def _hello(self, _socket, name, _context) -> None:
         self.counter["handshakes"] += 1
         self.sni[name] += 1
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._runner = web.AppRunner(self.app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.context, backlog=512)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-        self._loop.close()
 
 
 class RawServer:
