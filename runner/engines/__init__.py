@@ -25,7 +25,7 @@ def select_engine(plan: Plan, base_url: str | None = None) -> tuple[type, str]:
         if lacking is None:
             url = base_url if base_url is not None else plan.target_url
             if url is not None and url.lower().startswith("https:"):
-                return FastEngine, "engine: auto; https on the fast engine (the loop's TLS transport)"
+                return FastEngine, "engine: auto; https on the fast engine (OpenSSL over memory BIOs)"
             return FastEngine, "engine: auto; the scenario uses only what the fast engine supports"
         reason = f"engine: auto; the fast engine does not support {lacking}"
     else:
