@@ -65,11 +65,15 @@ class StepSnapshot:
     errors: dict[str, int] = field(default_factory=dict)
     status_codes: dict[int, int] = field(default_factory=dict)
     latency: array = field(default_factory=lambda: array("q"))  # sparse pairs of the latency histogram
+    latency_sum_us: int = 0  # exact sum of the latencies (the buckets alone give it within 0.39 %)
+    latency_min_us: int = -1  # exact extremes (-1: no value yet)
+    latency_max_us: int = 0
 
     @classmethod
     def of(cls, stats: RequestStats) -> "StepSnapshot":
+        latency = stats.latency
         return cls(stats.ok, stats.failed, stats.dropped, stats.skipped, dict(stats.errors),
-                   dict(stats.status_codes), sparse(stats.latency))
+                   dict(stats.status_codes), sparse(latency), latency.sum_us, latency.min_us, latency.max_us)
 
     def stats(self) -> RequestStats:
         """Back to RequestStats (counts exact, latency within the histogram's bounds) for thresholds."""
@@ -77,7 +81,8 @@ class StepSnapshot:
         stats.ok, stats.failed, stats.dropped, stats.skipped = self.ok, self.failed, self.dropped, self.skipped
         stats.errors = dict(self.errors)
         stats.status_codes = dict(self.status_codes)
-        dense(self.latency, stats.latency)
+        latency = dense(self.latency, stats.latency)
+        latency.sum_us, latency.min_us, latency.max_us = self.latency_sum_us, self.latency_min_us, self.latency_max_us
         return stats
 
 

@@ -59,6 +59,10 @@ def test_final_snapshots_add_up_to_the_result(tmp_path, workers):
             assert (merged.requests, merged.ok, merged.failed) == (
                 by_name[name]["requests"], by_name[name]["ok"], by_name[name]["failed"])
             assert merged.latency.total == by_name[name]["requests"]
+            ms = by_name[name]["latency_ms"]
+            assert (round(merged.latency.min_us / 1000, 3), round(merged.latency.max_us / 1000, 3)) == (
+                ms["min"], ms["max"]), "min and max travel exactly"
+            assert round(merged.latency.mean() / 1000, 3) == ms["mean"], "so does the sum behind the mean"
         assert sum(step.requests for step in steps) == stage["requests"]
         assert sum(s.interval.ok + s.interval.failed for s in received if s.stage == index) == stage["requests"], (
             "the intervals of the snapshots cover every completed request once")
