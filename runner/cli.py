@@ -9,9 +9,11 @@ documented exit codes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
 from pathlib import Path
+from typing import Callable, Iterator
 
 from . import __version__
 from .errors import RunnerError, UsageError
@@ -60,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="add a reporter writing to PATH (repeatable); NAME alone writes to stdout")
     run.add_argument("--set", action="append", default=[], metavar="dotted.key=value", dest="overrides",
                      help="override a scenario field, e.g. --set stages.0.requests=5000 (repeatable)")
-    run.add_argument("--quiet", action="store_true", help="no progress line and no console summary")
+    run.add_argument("--quiet", action="store_true", help="no live view on stderr and no console summary")
+    run.add_argument("--metrics-port", type=int, metavar="PORT",
+                     help="serve the running test's metrics for Prometheus at http://127.0.0.1:PORT/metrics "
+                          "until the reports are written (0: a free port, printed on stderr; "
+                          "needs pip install 'runner[metrics]')")
     run.add_argument("--dry-run", action="store_true",
                      help="validate, compile and print what the run would send; send nothing (= runner plan)")
 
@@ -154,7 +160,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .launch import execute
     from .loader import load_scenario
     from .output import Output, check_writable, combine, parse_out, scrub_stderr, write_atomic
-    from .progress import ProgressLine
     from .secrets import redact
 
     reporters = available_reporters()
@@ -170,32 +175,90 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     instances = {output: reporters[output.reporter]() for output in outputs}
     listeners = [r for r in instances.values() if callable(getattr(r, "interval", None))]
-    progress = None if args.quiet else ProgressLine()
-    result = execute(plan, on_progress=_fan_out(progress, listeners))
-    if progress is not None:
-        progress.finish()
-    document = result.to_dict()
-    for output, reporter in instances.items():
-        write_atomic(output.path, redact(reporter.render(document), plan.secrets))
-        if output.path != "-" and not args.quiet:
-            print(f"wrote {output.reporter} report to {output.path}", file=sys.stderr)
+    consumers = _snapshot_consumers(args, plan, listeners)
+    with _watching(consumers, announce=not args.quiet) as on_snapshot:
+        result = execute(plan, on_snapshot=on_snapshot)
+        _run_over(consumers)  # the live view leaves the terminal; the metrics endpoint serves on until the end
+        document = result.to_dict()
+        for output, reporter in instances.items():
+            write_atomic(output.path, redact(reporter.render(document), plan.secrets))
+            if output.path != "-" and not args.quiet:
+                print(f"wrote {output.reporter} report to {output.path}", file=sys.stderr)
     return exit_code_for(document)
 
 
-def _fan_out(progress, listeners):
-    """One progress callback for the progress line and every reporter that listens to intervals."""
-    if not listeners:
-        return progress
+def _snapshot_consumers(args: argparse.Namespace, plan, listeners: list) -> list:
+    """Everything that watches a run, each fed the run's interval snapshots through ``snapshot(snap)``.
+
+    One list, so a new watcher is one more entry here: the metrics endpoint
+    (``--metrics-port``; first, so a port that is taken fails the command
+    before anything is drawn), the live view on stderr unless ``--quiet``,
+    and the reporters that listen to intervals.
+    """
+    from .liveview import LiveView
+    from .progress import IntervalFeed
+
+    consumers: list = []
+    if args.metrics_port is not None:
+        from .metrics_endpoint import MetricsEndpoint
+
+        consumers.append(MetricsEndpoint(plan, args.metrics_port))
+    if not args.quiet:
+        consumers.append(LiveView(plan))
+    if listeners:
+        consumers.append(IntervalFeed(listeners))
+    return consumers
+
+
+@contextlib.contextmanager
+def _watching(consumers: list, announce: bool = False) -> Iterator:
+    """Start the consumers that have ``start``, yield one snapshot callback for all, then end them all.
+
+    They end (``finish``, then ``stop``) however the command ends, so a live
+    view always gives the terminal back before an error is printed, and a
+    consumer that fails to start stops the ones started before it. With
+    ``announce``, a consumer with a ``url`` (the metrics endpoint) says where
+    it listens, which matters with port 0.
+    """
+    started = []
+    try:
+        for consumer in consumers:
+            if callable(getattr(consumer, "start", None)):
+                consumer.start()
+            started.append(consumer)
+            url = getattr(consumer, "url", None)
+            if announce and isinstance(url, str):
+                print(f"metrics on {url}", file=sys.stderr, flush=True)
+        yield _fan_out(started) if started else None
+    finally:
+        _run_over(started)
+        for consumer in reversed(started):
+            if callable(getattr(consumer, "stop", None)):
+                try:
+                    consumer.stop()
+                except Exception:  # one watcher failing to stop must not hide the run's outcome
+                    traceback.print_exc()
+
+
+def _run_over(consumers: list) -> None:
+    """The run has ended: consumers with ``finish`` (the live view) take it now, before any report is printed."""
+    for consumer in reversed(consumers):
+        if callable(getattr(consumer, "finish", None)):
+            try:
+                consumer.finish()
+            except Exception:  # the view failing to close must not lose the run's reports
+                traceback.print_exc()
+
+
+def _fan_out(consumers: list) -> Callable:
+    """One snapshot callback for every consumer; runs on the load's event loop or a collector thread."""
+    feeds = [consumer.snapshot for consumer in consumers]
 
     def notify(snapshot) -> None:
-        if progress is not None:
-            progress(snapshot)
-        update = {"stage": snapshot.stage.name, "completed": snapshot.completed, "failed": snapshot.failed,
-                  "elapsed_s": round(snapshot.elapsed_s, 3)}
-        for listener in listeners:
+        for feed in feeds:
             try:
-                listener.interval(update)
-            except Exception:  # a plugin's bug must not stop the load test
+                feed(snapshot)
+            except Exception:  # a watcher's bug must not stop the load test
                 pass
 
     return notify

@@ -1,43 +1,47 @@
-"""The progress line on stderr while a run is going.
+"""Interval updates for reporters that listen to a running test (``interval(update)``).
 
-On a terminal it rewrites one line each second; in CI logs (not a terminal)
-it prints a plain line every few seconds so logs stay short.
+The live view on stderr is :mod:`runner.liveview`. Reporters keep their own
+small contract, ``{"stage", "completed", "failed", "elapsed_s"}`` once per
+interval (see :class:`reporters.base.IntervalListener`), and this feed makes
+it from interval snapshots, so a listener hears the whole run (every process
+or shard added up) and not only the process it happens to run in.
 """
 
 from __future__ import annotations
 
-import sys
-from typing import TextIO
+import threading
+from typing import Any
 
-from .executor import Progress
+from .snapshots import LiveRun, Snapshot
 
 
-class ProgressLine:
-    def __init__(self, stream: TextIO | None = None, log_every_s: float = 10.0):
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = self.stream.isatty()
-        self.log_every_s = log_every_s
-        self._last_logged = 0.0
-        self._last_stage: int | None = None
+class IntervalFeed:
+    """Turns snapshots into one update per interval tick (and one per stage end) for every listener.
 
-    def __call__(self, progress: Progress) -> None:
-        stage = progress.stage
-        rate = progress.completed / progress.elapsed_s if progress.elapsed_s > 0 else 0.0
-        of = f"/{stage.requests:,}" if stage.requests else ""
-        text = (f"stage {stage.name}: {progress.completed:,}{of} requests, {rate:,.0f} req/s, "
-                f"{progress.failed:,} failed, {progress.elapsed_s:.0f}s")
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + text)
-            self.stream.flush()
-            return
-        if self._last_stage != stage.index:
-            self._last_stage, self._last_logged = stage.index, 0.0
-        if progress.elapsed_s - self._last_logged >= self.log_every_s:
-            self._last_logged = progress.elapsed_s
-            self.stream.write(text + "\n")
-            self.stream.flush()
+    Several sources report each tick; the first snapshot of a new tick of a
+    stage sends the update, with the newest figures of every source added
+    up, so listeners hear each tick once whatever the number of processes.
+    """
 
-    def finish(self) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[2K")
-            self.stream.flush()
+    def __init__(self, listeners: list[Any]) -> None:
+        self.listeners = list(listeners)
+        self._run = LiveRun()
+        self._ticks: dict[int, int] = {}  # stage -> interval index of its last update
+        self._lock = threading.Lock()
+
+    def snapshot(self, snap: Snapshot) -> None:
+        with self._lock:
+            self._run.add(snap)
+            if not snap.final and snap.interval.index <= self._ticks.get(snap.stage, -1):
+                return
+            self._ticks[snap.stage] = max(snap.interval.index, self._ticks.get(snap.stage, -1))
+            sources = self._run.sources(snap.stage)
+            update = {"stage": snap.stage_name,
+                      "completed": sum(s.requests for s in sources),
+                      "failed": sum(s.failed for s in sources),
+                      "elapsed_s": round(max(s.elapsed_s for s in sources), 3)}
+        for listener in self.listeners:
+            try:
+                listener.interval(dict(update))
+            except Exception:  # a plugin's bug must not stop the load test
+                pass
