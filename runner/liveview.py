@@ -36,6 +36,8 @@ from .snapshots import LiveRun, Snapshot
 BEHIND_RATIO = 0.95
 #: An open stage sending more than this share of its arrivals late is marked.
 LATE_RATIO = 0.05
+#: Terminals at least this wide get the stages table; narrower ones the same figures as wrapped lines.
+WIDE_COLUMNS = 110
 #: Error classes shown per stage (the rest are summed as "other").
 TOP_ERRORS = 3
 #: What the view calls failed requests without an error class: answered, then failed by status or a check.
@@ -51,6 +53,7 @@ class SourceFigures:
     rps: float  # its last interval
     in_flight: int
     status: str  # "running", "finished" or "lost"
+    elapsed_s: float = 0.0  # of its newest snapshot: sources tick on their own clocks, so they differ a little
 
 
 @dataclass
@@ -168,7 +171,7 @@ def stage_figures(plan: Plan, stage: StagePlan, snaps: list[Snapshot], expected_
             dispatched += snap.scheduled
             due += timeline.expected_by(snap.elapsed_s) / share
         status = "lost" if snap.source in lost else "finished" if snap.final else "running"
-        figures.sources.append(SourceFigures(snap.source, requests, rps, snap.in_flight, status))
+        figures.sources.append(SourceFigures(snap.source, requests, rps, snap.in_flight, status, snap.elapsed_s))
         if snap.verdict == "saturated" and "a source reports saturation" not in figures.reasons:
             figures.reasons.append("a source reports saturation")
     if not recent.total:  # every source has finished: its last (partial) intervals are the recent ones
@@ -440,10 +443,11 @@ class LiveView:
         from rich.console import Group
 
         figures = self.figures(locked)
-        parts = [render_table(self.plan, figures)]
+        wide = self._console.width >= WIDE_COLUMNS
+        parts = [render_table(self.plan, figures) if wide else render_lines(self.plan, figures)]
         current = next((f for f in reversed(figures) if f.started), None)
-        if current is not None and len(current.sources) > 1:
-            parts.append(render_sources(current))
+        if current is not None and max(len(current.sources), self.expected_sources) > 1:
+            parts.append(render_sources(current, self.expected_sources))
         return Group(*parts)
 
 
@@ -506,21 +510,56 @@ def _bar(fraction: float, ended: bool, width: int = 10):
     return bar
 
 
-def render_sources(figures: StageFigures):
-    """Per process or shard of one stage, for runs with more than one source."""
+def render_lines(plan: Plan, figures: list[StageFigures]):
+    """The stages for a narrow terminal: the same figures as wrapped text, a few lines a stage."""
+    from rich.console import Group
+    from rich.text import Text
+
+    lines = [Text(f"runner: {plan.scenario_name}", style="italic")]
+    for f in figures:
+        stage = f.stage
+        head = Text.assemble((stage.name, "bold"), " ", (model_text(stage), "dim"), " ")
+        if not f.started:
+            head.append("waiting", style="dim")
+            lines.append(head)
+            continue
+        ended = f.done
+        head.append_text(_bar(f.fraction, ended))
+        head.append(f" {f.fraction:.0%} {_elapsed_text(f)}" + (" ended" if ended else ""))
+        rps, p50, p99 = (f.stage_rps, f.stage_p50_ms, f.stage_p99_ms) if ended else (f.rps, f.p50_ms, f.p99_ms)
+        which = "stage" if ended else "last interval"
+        body = Text(f"  {f.requests:,} requests · {which} {_number(rps)} req/s, p50 {_latency(p50)}, "
+                    f"p99 {_latency(p99)} · failed {f.failed:,} · in flight {f.in_flight:,} · ")
+        body.append(f"dropped {f.dropped:,}", style="red" if f.dropped else "")
+        body.append(" · generator ")
+        body.append(f.verdict, style="yellow bold" if f.reasons else "green")
+        lines.extend((head, body))
+        if f.errors:
+            lines.append(Text(f"  errors: {_errors_text(f.errors)}", style="red"))
+        if f.reasons:
+            lines.append(Text(f"  saturated? {'; '.join(f.reasons)}", style="yellow"))
+    return Group(*lines)
+
+
+def render_sources(figures: StageFigures, expected: int = 0):
+    """Per process or shard of one stage, for runs with more than one source (those not heard yet: waiting)."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title=f"stage {figures.stage.name} by source", title_justify="left", box=box.SIMPLE_HEAD,
                   padding=(0, 1), show_edge=False)
-    for name in ("source", "requests", "req/s", "in flight", "status"):
+    for name in ("source", "time", "requests", "req/s", "in flight", "status"):
         table.add_column(name, justify="left" if name == "status" else "right")
     styles = {"running": "", "finished": "green", "lost": "red bold"}
     for source in figures.sources:
-        table.add_row(f"#{source.source}", f"{source.requests:,}",
+        table.add_row(f"#{source.source}", f"{source.elapsed_s:.1f}s", f"{source.requests:,}",
                       "-" if source.status != "running" else _number(source.rps), f"{source.in_flight:,}",
                       Text(source.status, style=styles[source.status]))
+    heard = {source.source for source in figures.sources}
+    for missing in range(expected):
+        if missing not in heard:
+            table.add_row(f"#{missing}", "", "", "", "", Text("waiting", style="dim"))
     return table
 
 

@@ -223,8 +223,8 @@ def test_terminal_table_shows_stages_and_sources(tmp_path):
     assert "runner: small" in drawn and "first" in drawn and "closed 4" in drawn and "open 100/s" in drawn
     assert "stage first by source" in drawn
     rows = [line.split() for line in drawn.splitlines()]
-    assert ["#0", "300", "300", "2", "running"] in rows
-    assert ["#1", "207", "207", "2", "running"] in rows
+    assert ["#0", "1.0s", "300", "300", "2", "running"] in rows
+    assert ["#1", "1.0s", "207", "207", "2", "running"] in rows
     assert "first errors: reset 7" in drawn
     tail = drawn[drawn.rindex("\x1b[?25h"):]  # the cursor shown again, then every drawn line erased
     erased = tail.replace("\x1b[?25h", "").replace("\x1b[1A", "").replace("\x1b[2K", "").replace("\r", "")
@@ -365,3 +365,18 @@ def test_metrics_port_serves_during_the_run_and_is_announced(tmp_path, capsys, m
     err = capsys.readouterr().err
     assert re.match(r"metrics on http://127\.0\.0\.1:\d+/metrics\n", err)
     assert out.exists() and scraped and 'runner_requests_total{' in scraped[0]
+
+
+def test_narrow_terminal_gets_lines_and_sources_not_heard_yet_wait(tmp_path):
+    plan = small_plan(tmp_path, workers=2)
+    buffer = io.StringIO()
+    view = LiveView(plan, console=Console(force_terminal=True, file=buffer, width=80, color_system=None)).start()
+    view.snapshot(snap(0, 0, 1.0, ok=300, dropped=3, tick=0, interval_ok=300, in_flight=2))
+    wait_for(buffer, "by source")
+    view.finish()
+    drawn = buffer.getvalue()
+    assert "first closed 4" in drawn and "300 requests · last interval 300 req/s" in drawn
+    assert "saturated? 3 dropped" in drawn
+    rows = [line.split() for line in drawn.splitlines()]
+    assert ["#1", "waiting"] in rows, "a source not heard from yet is listed"
+    assert all(len(line) <= 80 for line in drawn.replace("\x1b[2K", "").splitlines())
