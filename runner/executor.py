@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .engines.base import Engine
+from .health import LoopLagMonitor
 from .metrics.recorder import FlowStats, RequestStats
 from .metrics.timeseries import Bucket, SeriesSampler
 from .models import MODELS
@@ -75,6 +76,7 @@ class Executor:
     control: RunControl = field(default_factory=RunControl)
     on_progress: ProgressCallback | None = None
     on_snapshot: Callable[[Snapshot], None] | None = None  # one Snapshot per interval tick and at a stage's end
+    lag_monitor: LoopLagMonitor | None = None  # gives each snapshot the loop-lag verdict of its interval
 
     def __post_init__(self) -> None:
         self.completed: list[StageOutcome] = []
@@ -180,9 +182,10 @@ class Executor:
             next_tick += interval
             sampler.sample(stats, run_state.started)
             if self.on_snapshot is not None:
+                verdict = self.lag_monitor.take_recent() if self.lag_monitor is not None else "ok"
                 self.on_snapshot(take(self.plan.process_index, stage.index, stage.name,
                                       time.perf_counter() - run_state.zero, sampler.buckets[-1], stats,
-                                      run_state.started, run_state.scheduled, run_state.late))
+                                      run_state.started, run_state.scheduled, run_state.late, verdict=verdict))
             if self.live is not None:
                 self.live.duration_s = time.perf_counter() - run_state.zero
                 self.live.scheduled = run_state.scheduled

@@ -25,6 +25,7 @@ class LoopLagMonitor:
     def __init__(self, tick_s: float = 0.05):
         self.tick_s = tick_s
         self.lag = Histogram()
+        self.recent = Histogram()  # since the last take_recent(): the live view's per-interval verdict
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -36,7 +37,16 @@ class LoopLagMonitor:
             before = time.perf_counter()
             await asyncio.sleep(tick)
             late = time.perf_counter() - before - tick
-            self.lag.record(int(late * 1e6) if late > 0 else 0)
+            late_us = int(late * 1e6) if late > 0 else 0
+            self.lag.record(late_us)
+            self.recent.record(late_us)
+
+    def take_recent(self) -> str:
+        """The verdict of the lag since the last call ("ok" or "saturated"), and start a new period."""
+        recent, self.recent = self.recent, Histogram()
+        if recent.total and recent.quantile(0.99) / 1000.0 > LAG_P99_LIMIT_MS:
+            return "saturated"
+        return "ok"
 
     async def stop(self) -> None:
         if self._task is not None:

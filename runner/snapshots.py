@@ -123,11 +123,12 @@ class Snapshot:
 
 
 def take(source: int, stage_index: int, stage_name: str, elapsed_s: float, bucket: Bucket,
-         stats: list[RequestStats], started: int, scheduled: int, late: int, final: bool = False) -> Snapshot:
+         stats: list[RequestStats], started: int, scheduled: int, late: int, final: bool = False,
+         verdict: str = "ok") -> Snapshot:
     """A snapshot of a stage from its live RequestStats (once per interval; not on the request path)."""
     completed = sum(s.ok + s.failed for s in stats)
     return Snapshot(source, stage_index, stage_name, elapsed_s, bucket, tuple(StepSnapshot.of(s) for s in stats),
-                    max(started - completed, 0), scheduled, late, final)
+                    max(started - completed, 0), scheduled, late, final, verdict)
 
 
 class LiveRun:
