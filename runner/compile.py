@@ -85,6 +85,7 @@ def compile_scenario(scenario: Scenario, source: str | Path = "<scenario>", *, l
         flows=tuple(flows),
         data=tables,
         seed=builtin.seed,
+        cluster=scenario.cluster,
     )
 
 

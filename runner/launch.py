@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from .engines import select_engine
-from .errors import RunnerError
+from .errors import RunnerError, UsageError
 from .executor import Executor, ProgressCallback, RunControl, StageOutcome
 from .health import LoopLagMonitor, cpu_seconds
 from .limits import ensure_open_files
@@ -80,39 +80,70 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def execute(plan: Plan, *, on_progress: ProgressCallback | None = None,
-            control: RunControl | None = None, on_snapshot: SnapshotCallback | None = None) -> RunResult:
+            control: RunControl | None = None, on_snapshot: SnapshotCallback | None = None,
+            cluster: str | None = None, shards: int | None = None,
+            on_lost: Callable[[int], None] | None = None, on_shards: Callable[[int], None] | None = None) -> RunResult:
     """Run every stage of ``plan`` and return the result (also after SIGINT/SIGTERM).
 
     ``on_snapshot`` receives every process's interval snapshots (see
     :mod:`runner.snapshots`), in this process, whatever the number of workers.
+
+    With a Dask scheduler address (``cluster``, else ``RUNNER_CLUSTER``, else
+    the scenario's ``cluster:``) the plan runs as ``shards`` shards (default:
+    one per Dask worker) on that cluster (:mod:`runner.cluster`, imported only
+    then); callbacks are still called on this thread, ``on_shards(count)``
+    once the number of shards is known (before their first snapshot), and
+    ``on_lost(source)`` when a shard is given up as lost (its snapshots stop).
     """
-    ensure_open_files(plan.max_concurrency)
+    from .cluster import cluster_address  # small; it imports Dask only when a run uses a cluster
+
     control = control or RunControl()
+    address = cluster_address(plan, cluster)
+    if address is None:
+        if shards is not None:
+            raise UsageError("--shards needs a Dask cluster: --cluster tcp://HOST:8786, 'cluster:' in the "
+                             "scenario, or RUNNER_CLUSTER")
+        ensure_open_files(plan.max_concurrency)
+        with target_url(plan) as (base_url, run_plan):
+            if plan.workers > 1:
+                reports = _run_processes(run_plan, base_url, control, on_snapshot)
+            else:
+                reports = [run_here(run_plan, base_url, control, on_progress, on_snapshot=on_snapshot)]
+        # The scenario's own plan: the result describes what was asked, not a temporary CA file's path.
+        return build_result(plan, base_url, reports, control)
+    from .cluster import run_on_cluster
+
     with target_url(plan) as (base_url, run_plan):
-        if plan.workers > 1:
-            reports = _run_processes(run_plan, base_url, control, on_snapshot)
-        else:
-            reports = [run_here(run_plan, base_url, control, on_progress, on_snapshot=on_snapshot)]
-    # The scenario's own plan: the result describes what was asked, not a temporary CA file's path.
-    return build_result(plan, base_url, reports, control)
+        run = run_on_cluster(run_plan, base_url, address, shards=shards, control=control,
+                             on_snapshot=on_snapshot, on_progress=on_progress, on_lost=on_lost, on_shards=on_shards)
+    return build_result(plan, base_url, run.reports, control, shards=run.shards, notes=run.notes)
 
 
 def run_here(plan: Plan, base_url: str, control: RunControl,
              on_progress: ProgressCallback | None = None, signals: tuple = ("SIGINT", "SIGTERM"),
-             on_snapshot: SnapshotCallback | None = None) -> ProcessReport:
-    """Run ``plan`` in this process on a fresh event loop."""
+             on_snapshot: SnapshotCallback | None = None, start_at: float | None = None) -> ProcessReport:
+    """Run ``plan`` in this process on a fresh event loop.
+
+    ``start_at`` (wall clock): set up the loop and the engine now, send the
+    first request not before then; the shards of a distributed run use it to
+    begin together, their setup time already spent.
+    """
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(_run(plan, base_url, control, on_progress, signals, on_snapshot))
+        return runner.run(_run(plan, base_url, control, on_progress, signals, on_snapshot, start_at))
 
 
 async def _run(plan: Plan, base_url: str, control: RunControl, on_progress: ProgressCallback | None,
-               signals: tuple, on_snapshot: SnapshotCallback | None = None) -> ProcessReport:
+               signals: tuple, on_snapshot: SnapshotCallback | None = None,
+               start_at: float | None = None) -> ProcessReport:
     engine_class, reason = select_engine(plan, base_url)
     engine = engine_class(plan, base_url)
+    if start_at is not None:
+        while not control.stopping and (left := start_at - time.time()) > 0:
+            await asyncio.sleep(min(left, 0.05))
     monitor = LoopLagMonitor()
     started_wall, started, cpu_before = time.time(), time.perf_counter(), cpu_seconds()
     monitor.start()
-    executor = Executor(plan, engine, control, on_progress, on_snapshot)
+    executor = Executor(plan, engine, control, on_progress, on_snapshot, monitor)  # snapshots carry lag
     watcher = asyncio.create_task(_abort_when_lost(plan, base_url, executor, control)) if plan.abort_on_fail else None
     with _stop_on_signals(control, signals):
         try:
@@ -139,13 +170,23 @@ async def _abort_when_lost(plan: Plan, base_url: str, executor: Executor, contro
         if not outcomes:
             continue
         report = ProcessReport(outcomes, "", "", time.time() - elapsed, elapsed, _EMPTY_HEALTH)
-        failed = [t for t in build_result(plan, base_url, [report], RunControl()).to_dict()["thresholds"]
-                  if not t["passed"] and not (t["reason"] or "").startswith("no data")]
-        if failed:
-            control.aborted = {"reason": f"threshold failed: {failed[0]['expression']} "
-                                         f"(measured {failed[0]['actual']})", "at_s": round(elapsed, 3)}
+        failed = failed_threshold(plan, base_url, [report])
+        if failed is not None:
+            control.aborted = {"reason": failed, "at_s": round(elapsed, 3)}
             control.stopping = True
             return
+
+
+def failed_threshold(plan: Plan, base_url: str, reports: list[ProcessReport]) -> str | None:
+    """abort_on_fail's question on the numbers so far: the first threshold that failed, worded, or None.
+
+    "No data" does not count: a metric nobody has measured yet has not failed.
+    """
+    failed = [t for t in build_result(plan, base_url, reports, RunControl()).to_dict()["thresholds"]
+              if not t["passed"] and not (t["reason"] or "").startswith("no data")]
+    if not failed:
+        return None
+    return f"threshold failed: {failed[0]['expression']} (measured {failed[0]['actual']})"
 
 
 _EMPTY_HEALTH = {"cpu_s": 0.0, "cpu_percent": 0.0, "loop_lag_ms": {"p50": 0.0, "p99": 0.0, "max": 0.0},

@@ -166,6 +166,7 @@ class Plan:
     seed: int = 0  # think times and random data rows are reproducible from it
     process_index: int = 0  # this process's part of a multi-process run (see runner.sharding)
     process_count: int = 1
+    cluster: str | None = None  # the scenario's Dask scheduler address (runner.cluster); None: run here
 
     def flow_plans(self) -> tuple[FlowPlan, ...]:
         """The flows to run; a plan built by hand with only ``flow`` runs it as one flow."""

@@ -210,6 +210,7 @@ class RunResult:
     aborted: dict[str, Any] | None = None
     by_flow: list = field(default_factory=list)  # (name, FlowStats, RequestStats), whole run
     data: list = field(default_factory=list)  # per data table: {"name", "rows", "used", "mode", "exhausted"}
+    shards: list = field(default_factory=list)  # distributed run: one dict per shard (runner.cluster); else empty
     _verdicts: list = field(default_factory=list, compare=False, repr=False)  # thresholds, judged once
 
     def _judged(self, document: dict) -> list[dict]:
@@ -241,6 +242,7 @@ class RunResult:
             "by_request": [{"name": name, **summary_block(s, self.duration_s)} for name, s in self.by_request],
             "by_flow": [flow_block(name, f, r, self.duration_s) for name, f, r in self.by_flow],
             "data": [dict(table) for table in self.data],
+            "shards": [dict(shard) for shard in self.shards],
         }
         document["checks"] = check_summary(document["by_request"])
         document["thresholds"] = [dict(outcome) for outcome in self._judged(document)]
@@ -248,8 +250,14 @@ class RunResult:
         return document
 
 
-def build_result(plan, base_url: str, reports: list, control) -> RunResult:
-    """Merge the process reports of a run, stage by stage, into one result."""
+def build_result(plan, base_url: str, reports: list, control, shards: list | None = None,
+                 notes: list | None = None) -> RunResult:
+    """Merge the process reports of a run, stage by stage, into one result.
+
+    A distributed run also passes its ``shards`` (where each ran, whether it
+    finished) and ``notes`` (a lost shard, say); a lost shard's report is
+    made of its last snapshots and merges like any other.
+    """
     names = [request.name for request in plan.flow]
     flows = plan.flow_plans()
     stages = []
@@ -311,6 +319,8 @@ def build_result(plan, base_url: str, reports: list, control) -> RunResult:
                   RequestStats.merged([stage.by_flow[flow.index][2] for stage in stages]))
                  for flow in flows],
         data=_data_report(plan, reports),
+        shards=list(shards or []),
+        notes=list(notes or []),
     )
 
 

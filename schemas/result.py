@@ -8,6 +8,8 @@ them, so the published schema cannot drift from what runs produce.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -250,6 +252,24 @@ class Generator(_Strict):
     per_process: list[ProcessHealth]
 
 
+class Shard(_Strict):
+    """One shard of a distributed run (``--cluster``): where it ran and whether it finished."""
+
+    index: int
+    worker: str = Field(description="Address of the Dask worker the shard was pinned to.")
+    status: Literal["ok", "lost"] = Field(description=(
+        "'ok': its report came back; 'lost': its worker died or left, or it fell silent: its numbers in this "
+        "result are those of its last interval snapshot, and runner run exits 5."))
+    reason: str | None = Field(description="Why the shard was lost; null when ok.")
+    start_skew_s: float | None = Field(description=(
+        "Time zero of the shard's first stage minus the agreed common start, on the client's clock; null when "
+        "it never started."))
+    clock_offset_s: float = Field(description=(
+        "The worker's wall clock minus the client's, measured before the run (within half a round trip); "
+        "the shard's start was corrected by it."))
+    requests: int = Field(description="Requests the shard completed (for a lost shard: by its last snapshot).")
+
+
 class RunResultModel(_Strict):
     """A complete run result, as written by the JSON reporter."""
 
@@ -280,3 +300,5 @@ class RunResultModel(_Strict):
     by_flow: list[FlowSummary] = Field(
         default_factory=list, description="Per flow, whole run: iterations, their duration, and their requests.")
     data: list[DataUsage] = Field(default_factory=list, description="Data tables and how many rows were used.")
+    shards: list[Shard] = Field(default_factory=list, description=(
+        "Distributed run: one entry per shard, in shard order; empty for a run on one machine."))

@@ -64,6 +64,31 @@ def _output_path(path: str) -> str:
 Headers = dict[Annotated[str, AfterValidator(_header_name)], Annotated[str, AfterValidator(_header_value)]]
 
 
+#: Dask comm schemes a scheduler address may use (runner.cluster); tcp when none is written.
+CLUSTER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+
+
+def check_cluster(value: str) -> str:
+    """A Dask scheduler address, ``tcp://HOST:PORT`` (or ``HOST:PORT``): refused here, not at connect time."""
+    example = "a Dask scheduler address such as tcp://scheduler.example:8786"
+    text = value.strip()
+    if not text or not text.isprintable() or any(c.isspace() for c in text):
+        raise ValueError(f"expected {example}, without spaces")
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "tcp", text
+    if scheme.lower() not in CLUSTER_SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}: use one of {', '.join(CLUSTER_SCHEMES)} ({example})")
+    try:
+        parts = urlsplit(f"{scheme}://{rest}")
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"expected {example}: {exc}") from None
+    if not parts.hostname or port is None or parts.path or parts.query or parts.fragment:
+        raise ValueError(f"expected {example}: a host and a port, nothing after them (got {value!r})")
+    return text
+
+
 def check_target(value: str) -> str:
     """``builtin``, or an http(s) base URL that both engines can connect to as written.
 
@@ -489,6 +514,9 @@ class Scenario(_Model):
     stages: list[Stage] = Field(min_length=1)
     workers: int | Literal["auto"] = Field(
         1, description="Processes that share the load (each with its own event loop); 'auto' = one per CPU.")
+    cluster: Annotated[str, AfterValidator(check_cluster)] | None = Field(
+        None, description=("Dask scheduler to run on, e.g. tcp://scheduler.example:8786: the plan is split into one "
+                           "shard per Dask worker (runner run --cluster and RUNNER_CLUSTER override it)."))
     interval: Duration = Field(1.0, gt=0, description="Width of the time-series buckets in the results.")
     thresholds: list[ThresholdSpec] = Field(
         default_factory=list, description="Pass/fail rules; a failed one makes 'runner run' exit 1.")

@@ -19,6 +19,7 @@ SMALL = {
     "ci-gate": ["--set", "stages.1.duration=2s"],
     "multi-core": ["--set", "stages.0.requests=2000", "--set", "stages.1.duration=1s", "--set", "workers=2"],
     "login-flow": ["--set", "stages.0.duration=1s", "--set", "stages.0.concurrency=5"],
+    "distributed": ["--set", "stages.0.requests=2000", "--set", "stages.1.duration=1s"],  # here: one process
     "https": [],  # already small: 4,200 requests over TLS, a few hundred of them on fresh connections
 }
 
