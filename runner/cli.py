@@ -23,6 +23,7 @@ EXIT_THRESHOLDS_FAILED = 1
 EXIT_USAGE = 2
 EXIT_TARGET_UNREACHABLE = 3
 EXIT_ENVIRONMENT = 4
+EXIT_SHARD_LOST = 5
 EXIT_INTERNAL = 70
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
@@ -33,6 +34,7 @@ EXIT_CODES_HELP = """exit codes:
   2    usage or scenario error (bad flag, invalid YAML, unwritable output path)
   3    no request got an HTTP response (every one failed: refused, reset, timed out...)
   4    this machine cannot run the scenario as asked (e.g. open-file limit too low)
+  5    a shard of a distributed run was lost (its worker died or left); the numbers are partial
   70   internal error in runner (a bug: please report it)
   130  interrupted by SIGINT (Ctrl-C); reports are still written
   143  interrupted by SIGTERM; reports are still written
@@ -67,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="serve the running test's metrics for Prometheus at http://127.0.0.1:PORT/metrics "
                           "until the reports are written (0: a free port, printed on stderr; "
                           "needs pip install 'runner[metrics]')")
+    run.add_argument("--cluster", metavar="ADDRESS",
+                     help="run sharded over the Dask scheduler at ADDRESS, e.g. tcp://10.0.0.5:8786 "
+                          "(also RUNNER_CLUSTER or 'cluster:' in the scenario; needs pip install 'runner[cluster]')")
+    run.add_argument("--shards", type=int, metavar="N",
+                     help="with a cluster: how many shards (default: one per Dask worker)")
     run.add_argument("--dry-run", action="store_true",
                      help="validate, compile and print what the run would send; send nothing (= runner plan)")
 
@@ -177,7 +184,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     listeners = [r for r in instances.values() if callable(getattr(r, "interval", None))]
     consumers = _snapshot_consumers(args, plan, listeners)
     with _watching(consumers, announce=not args.quiet) as on_snapshot:
-        result = execute(plan, on_snapshot=on_snapshot)
+        result = execute(plan, on_snapshot=on_snapshot, cluster=args.cluster, shards=args.shards,
+                         on_lost=_each(consumers, "mark_lost"), on_shards=_each(consumers, "expect_sources"))
         _run_over(consumers)  # the live view leaves the terminal; the metrics endpoint serves on until the end
         document = result.to_dict()
         for output, reporter in instances.items():
@@ -208,6 +216,17 @@ def _snapshot_consumers(args: argparse.Namespace, plan, listeners: list) -> list
     if listeners:
         consumers.append(IntervalFeed(listeners))
     return consumers
+
+
+def _each(consumers: list, method: str):
+    """One callback that calls ``method`` on every consumer that has it (lost shards, the shard count)."""
+    targets = [getattr(consumer, method) for consumer in consumers if callable(getattr(consumer, method, None))]
+
+    def call(value) -> None:
+        for target in targets:
+            target(value)
+
+    return call
 
 
 @contextlib.contextmanager
@@ -265,7 +284,7 @@ def _fan_out(consumers: list) -> Callable:
 
 
 def exit_code_for(document: dict) -> int:
-    """Which outcome wins when several apply: interrupted, then no HTTP response at all, then thresholds.
+    """Which outcome wins when several apply: interrupted, a lost shard, no HTTP response at all, thresholds.
 
     "No response at all" is judged by status codes alone: a target that
     resets, hangs up on or times out every request is as unusable as one
@@ -273,6 +292,8 @@ def exit_code_for(document: dict) -> int:
     """
     if document["interrupted"]:
         return EXIT_SIGTERM if document["interrupt_signal"] == "SIGTERM" else EXIT_SIGINT
+    if any(shard.get("status") == "lost" for shard in document.get("shards") or ()):
+        return EXIT_SHARD_LOST
     totals = document["totals"]
     if totals["requests"] and not totals["status_codes"]:
         return EXIT_TARGET_UNREACHABLE

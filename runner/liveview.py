@@ -346,6 +346,10 @@ class LiveView:
                 return
             self._log(snap.stage)
 
+    def expect_sources(self, count: int) -> None:
+        """A distributed run says how many shards will report (before their first snapshot)."""
+        self.expected_sources = max(1, count)
+
     def mark_lost(self, source: int) -> None:
         """A source (a shard on another host) stopped reporting: its rows say so from now on."""
         with self._lock:

@@ -418,3 +418,21 @@ def test_a_local_run_never_imports_dask(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO,
                           env={**os.environ, cluster_module.CLUSTER_ENV: ""})
     assert done.stdout.strip() == "0 []", done.stderr
+
+
+def test_the_command_line_runs_on_the_cluster_and_exits_5_for_a_lost_shard(cluster, builtin_target, tmp_path,
+                                                                          capsys):
+    """`runner run --cluster ADDRESS --shards 2`: two shards in the JSON result, exit 0; a lost shard is exit 5."""
+    from runner.cli import EXIT_SHARD_LOST, exit_code_for, main
+
+    path = write_scenario(tmp_path, COUNTS.format(target=builtin_target.url))
+    out = tmp_path / "result.json"
+    builtin_target.reset()
+    code = main(["run", str(path), "--cluster", cluster.address, "--shards", "2", "--quiet", "--out", f"json={out}"])
+    document = json.loads(out.read_text())
+    assert code == 0, capsys.readouterr().err
+    assert [shard["status"] for shard in document["shards"]] == ["ok", "ok"]
+    assert document["totals"]["requests"] == builtin_target.stats()
+    lost = dict(document, shards=[dict(document["shards"][0]), dict(document["shards"][1], status="lost")])
+    assert exit_code_for(lost) == EXIT_SHARD_LOST == 5
+    assert exit_code_for(dict(lost, interrupted=True, interrupt_signal="SIGINT")) == 130, "a signal still wins"
