@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "until the reports are written (0: a free port, printed on stderr; "
                           "needs pip install 'runner[metrics]')")
     run.add_argument("--cluster", metavar="ADDRESS",
-                     help="run sharded over the Dask scheduler at ADDRESS, e.g. tcp://10.0.0.5:8786 "
+                     help="run sharded over the Dask scheduler at ADDRESS, e.g. tcp://scheduler.example:8786 "
                           "(also RUNNER_CLUSTER or 'cluster:' in the scenario; needs pip install 'runner[cluster]')")
     run.add_argument("--shards", type=int, metavar="N",
                      help="with a cluster: how many shards (default: one per Dask worker)")
