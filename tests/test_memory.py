@@ -30,3 +30,15 @@ def test_rss_does_not_grow_with_request_count(tmp_path, builtin_target):
     large, data = peak_rss_mb(tmp_path, builtin_target.url, 200_000)
     assert large <= small * 1.10 + 4, (small, large)
     assert large < 150
+
+
+def test_peak_rss_is_the_runs_own_not_its_parents():
+    """getrusage's ru_maxrss survives exec: a runner started by a 300 MB process must not report 300 MB."""
+    parent_ballast = bytearray(300 * 1024 * 1024)
+    for offset in range(0, len(parent_ballast), 4096):  # touch every page: resident, not just reserved
+        parent_ballast[offset] = 1
+    done = subprocess.run([sys.executable, "-c", "from runner.launch import peak_rss_mb; print(peak_rss_mb())"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert 0 < float(done.stdout) < 150, done.stdout
+    del parent_ballast
