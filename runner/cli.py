@@ -251,21 +251,22 @@ def _watching(consumers: list, announce: bool = False) -> Iterator:
         yield _fan_out(started) if started else None
     finally:
         _run_over(started)
-        for consumer in reversed(started):
-            if callable(getattr(consumer, "stop", None)):
-                try:
-                    consumer.stop()
-                except Exception:  # one watcher failing to stop must not hide the run's outcome
-                    traceback.print_exc()
+        _call_all(started, "stop")
 
 
 def _run_over(consumers: list) -> None:
     """The run has ended: consumers with ``finish`` (the live view) take it now, before any report is printed."""
+    _call_all(consumers, "finish")
+
+
+def _call_all(consumers: list, method: str) -> None:
+    """Call ``method`` on each consumer that has it, last started first; one failing must not hide the rest
+    (nor the run's outcome and reports)."""
     for consumer in reversed(consumers):
-        if callable(getattr(consumer, "finish", None)):
+        if callable(getattr(consumer, method, None)):
             try:
-                consumer.finish()
-            except Exception:  # the view failing to close must not lose the run's reports
+                getattr(consumer, method)()
+            except Exception:
                 traceback.print_exc()
 
 
