@@ -44,6 +44,7 @@ How a run goes, and why each step is there:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import os
@@ -139,6 +140,10 @@ class RunNames:
     def claim(self, index: int) -> str:
         return f"runner-{self.run_id}-claim-{index}"
 
+    def done(self, stage: int, index: int) -> str:
+        """Set by shard ``index`` when it finished stage ``stage`` (or by the client when it lost the shard)."""
+        return f"runner-{self.run_id}-done-{stage}-{index}"
+
     def key(self, index: int) -> str:
         return f"runner-shard-{self.run_id}-{index}"
 
@@ -225,12 +230,42 @@ def run_shard(plan: Plan, base_url: str, start_at: float, names: RunNames) -> Sh
     try:
         ensure_open_files(plan.max_concurrency)
         report = run_here(plan, base_url, control, None, signals=(), on_snapshot=lambda snap: send("snapshot", snap),
-                          start_at=start_at)
+                          start_at=start_at, between_stages=_stage_barrier(client, names, plan, control))
         return ShardOutcome(report=report)
     except Exception as exc:
         return ShardOutcome(error=WorkerError.from_exception(exc))
     finally:
         watcher.done.set()
+
+
+def _stage_barrier(client, names: RunNames, plan: Plan, control: RunControl):
+    """Before each stage after the first, wait until every shard has finished the one before.
+
+    Without it a stage begins on each shard when that shard's previous stage
+    ends, and an open stage's timelines, the point of the common start, would
+    be offset by however long the stages before took on each host. The wait
+    runs in a thread (Dask's Event is a blocking call), so the shard's loop
+    stays free; it ends early when the run stops. A lost shard does not hold
+    the others: the client sets its events when it gives the shard up.
+    """
+    from distributed import Event
+
+    index, count = plan.process_index, plan.process_count
+
+    def meet(stage: int) -> None:
+        try:
+            Event(names.done(stage - 1, index), client=client).set()
+            for other in range(count):
+                event = Event(names.done(stage - 1, other), client=client)
+                while not control.stopping and not event.wait(timeout=0.25):
+                    pass
+        except Exception:  # the scheduler went away: the stop watcher ends this shard
+            return
+
+    async def between_stages(stage: int) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, meet, stage)
+
+    return between_stages
 
 
 class _StopWatcher(threading.Thread):
@@ -612,6 +647,10 @@ class _Run:
         shard.status, shard.reason = "lost", reason
         future = shard.future
         _background(lambda: future.cancel(force=True))  # a reachable shard then stops (see _StopWatcher)
+        event, client = self.distributed.Event, self.client
+        for stage in range(len(self.plan.stages)):  # the others must not wait for it between stages
+            name = self.names.done(stage, shard.index)
+            _background(lambda name=name: event(name, client=client).set())
         if tell and self.on_lost is not None:
             self.on_lost(shard.index)
 
@@ -703,7 +742,8 @@ class _Run:
         # The run's flags would otherwise stay in a long-lived scheduler's memory, a few per run.
         names = self.names
         deadline = time.monotonic() + 5.0
-        for name in (names.stop, names.hurry, *(names.claim(shard.index) for shard in self.shards)):
+        done = (names.done(stage, shard.index) for stage in range(len(self.plan.stages)) for shard in self.shards)
+        for name in (names.stop, names.hurry, *(names.claim(shard.index) for shard in self.shards), *done):
             if self.client.status != "running" or time.monotonic() > deadline:
                 break
             with contextlib.suppress(Exception):

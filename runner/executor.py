@@ -17,7 +17,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Awaitable, Callable
 
 from .engines.base import Engine
 from .health import LoopLagMonitor
@@ -77,6 +77,7 @@ class Executor:
     on_progress: ProgressCallback | None = None
     on_snapshot: Callable[[Snapshot], None] | None = None  # one Snapshot per interval tick and at a stage's end
     lag_monitor: LoopLagMonitor | None = None  # gives each snapshot the loop-lag verdict of its interval
+    between_stages: Callable[[int], Awaitable[None]] | None = None  # awaited before stage i >= 1 (shards meet)
 
     def __post_init__(self) -> None:
         self.completed: list[StageOutcome] = []
@@ -89,7 +90,9 @@ class Executor:
 
     async def run(self) -> list[StageOutcome]:
         try:
-            for stage in self.plan.stages:
+            for position, stage in enumerate(self.plan.stages):
+                if position and self.between_stages is not None and not self.control.stopping:
+                    await self.between_stages(position)
                 if self.control.stopping:
                     break
                 self.completed.append(await self.run_stage(stage))

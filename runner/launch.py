@@ -17,7 +17,7 @@ import signal
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Awaitable, Callable, Iterator
 
 from .engines import select_engine
 from .errors import RunnerError, UsageError
@@ -121,20 +121,25 @@ def execute(plan: Plan, *, on_progress: ProgressCallback | None = None,
 
 def run_here(plan: Plan, base_url: str, control: RunControl,
              on_progress: ProgressCallback | None = None, signals: tuple = ("SIGINT", "SIGTERM"),
-             on_snapshot: SnapshotCallback | None = None, start_at: float | None = None) -> ProcessReport:
+             on_snapshot: SnapshotCallback | None = None, start_at: float | None = None,
+             between_stages: Callable[[int], Awaitable[None]] | None = None) -> ProcessReport:
     """Run ``plan`` in this process on a fresh event loop.
 
     ``start_at`` (wall clock): set up the loop and the engine now, send the
     first request not before then; the shards of a distributed run use it to
-    begin together, their setup time already spent.
+    begin together, their setup time already spent. ``between_stages(i)`` is
+    awaited before stage ``i`` (i >= 1): shards meet there, so every stage
+    starts together, not only the first.
     """
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(_run(plan, base_url, control, on_progress, signals, on_snapshot, start_at))
+        return runner.run(_run(plan, base_url, control, on_progress, signals, on_snapshot, start_at,
+                               between_stages))
 
 
 async def _run(plan: Plan, base_url: str, control: RunControl, on_progress: ProgressCallback | None,
                signals: tuple, on_snapshot: SnapshotCallback | None = None,
-               start_at: float | None = None) -> ProcessReport:
+               start_at: float | None = None,
+               between_stages: Callable[[int], Awaitable[None]] | None = None) -> ProcessReport:
     engine_class, reason = select_engine(plan, base_url)
     engine = engine_class(plan, base_url)
     if start_at is not None:
@@ -143,7 +148,8 @@ async def _run(plan: Plan, base_url: str, control: RunControl, on_progress: Prog
     monitor = LoopLagMonitor()
     started_wall, started, cpu_before = time.time(), time.perf_counter(), cpu_seconds()
     monitor.start()
-    executor = Executor(plan, engine, control, on_progress, on_snapshot, monitor)  # snapshots carry lag
+    executor = Executor(plan, engine, control, on_progress, on_snapshot, monitor,  # snapshots carry lag
+                        between_stages)
     watcher = asyncio.create_task(_abort_when_lost(plan, base_url, executor, control)) if plan.abort_on_fail else None
     with _stop_on_signals(control, signals):
         try:
