@@ -311,7 +311,7 @@ class WorkerError:
                            f"with the trace above)", self.exit_code, self.trace)
 
 
-def _process_main(plan: Plan, base_url: str, connection) -> None:
+def _process_main(plan: Plan, base_url: str, connection, meeting: tuple | None = None) -> None:
     """Entry point of a worker process: run its share and send the report, or what went wrong, back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards signals as SIGTERM
     control = RunControl()
@@ -319,21 +319,47 @@ def _process_main(plan: Plan, base_url: str, connection) -> None:
         try:
             # Snapshots go up the same pipe as the report, once per interval: the parent's live view,
             # metrics endpoint and progress see every process.
+            between = _stage_meeting(*meeting, plan.process_count, control) if meeting is not None else None
             connection.send(run_here(plan, base_url, control, None, signals=("SIGTERM",),
-                                     on_snapshot=connection.send))
+                                     on_snapshot=connection.send, between_stages=between))
         except Exception as exc:
             connection.send(WorkerError.from_exception(exc))
     finally:
         connection.close()
 
 
+def _stage_meeting(finished, condition, parties: int, control: RunControl):
+    """Before each stage after the first, wait until every process has finished the one before.
+
+    ``finished[i]`` counts the processes done with stage ``i``. Without the
+    meeting a stage would begin in each process when that process's previous
+    stage ended, and an open stage's interleaved timelines would be offset by
+    however long the stage before took in each. The wait runs in a thread,
+    so the process's loop stays free, and ends early when the run stops (a
+    process that dies ends the whole run in the parent anyway).
+    """
+    def meet(stage: int) -> None:
+        with condition:
+            finished[stage - 1] += 1
+            condition.notify_all()
+            while finished[stage - 1] < parties and not control.stopping:
+                condition.wait(0.25)
+
+    async def between_stages(stage: int) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, meet, stage)
+
+    return between_stages
+
+
 def _run_processes(plan: Plan, base_url: str, control: RunControl,
                    on_snapshot: SnapshotCallback | None = None) -> list[ProcessReport]:
     context = multiprocessing.get_context("spawn")
     children = []
+    meeting = (context.Array("i", max(len(plan.stages), 1), lock=False), context.Condition())
     for part in range(plan.workers):
         receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=_process_main, args=(share(plan, part, plan.workers), base_url, sender),
+        process = context.Process(target=_process_main,
+                                  args=(share(plan, part, plan.workers), base_url, sender, meeting),
                                   name=f"runner-worker-{part}", daemon=True)
         process.start()
         sender.close()
