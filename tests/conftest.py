@@ -15,9 +15,11 @@ invalid result file says so with ``@pytest.mark.hand_made_results``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -259,3 +261,52 @@ def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers", "hand_made_results: the test writes result files that are not runner output "
                    "(they are not schema-checked; result dicts runner builds still are)")
+
+
+#: Two parts (processes or shards) and two stages: the first stage's 3 requests are slow and split 2 + 1, so
+#: one part ends it 0.6 s before the other; the open stage after it must still start together in both.
+STAGES_MEET = """\
+version: 1
+name: stages-start-together
+target: {target}
+workers: {workers}
+flow:
+  - name: step
+    path: /{{vu}}/{{seq}}
+stages:
+  - name: uneven
+    requests: 3
+    concurrency: 2
+  - name: open
+    rate: 40/s
+    duration: 1s
+    max_in_flight: 20
+"""
+
+
+@contextlib.contextmanager
+def slow_first_stage_server():
+    """A server whose first 3 requests take 0.6 s each; yields (server, arrivals as (vu, monotonic time))."""
+    arrivals: list[tuple[int, float]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        arrivals.append((int(request.match_info["vu"]), time.monotonic()))
+        if len(arrivals) <= 3:
+            await asyncio.sleep(0.6)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/{vu}/{seq}", handle)
+    with ThreadedServer(app) as server:
+        yield server, arrivals
+
+
+def assert_stages_met(result: dict, arrivals: list[tuple[int, float]]) -> None:
+    """Nobody began the open stage before the slow part ended the first, and both parts began it together."""
+    assert result["totals"]["requests"] == len(arrivals) == 3 + 40
+    slow_done = arrivals[2][1] + 0.6
+    later = arrivals[3:]
+    early = slow_done - min(at for _, at in later)
+    assert early <= 0.05, f"a part began the open stage {early:.3f} s before the other ended the first"
+    first = {parity: min(at for vu, at in later if vu % 2 == parity) for parity in (0, 1)}  # {vu} = local * 2 + part
+    assert abs(first[0] - first[1]) < 0.2, f"the open stage began {abs(first[0] - first[1]):.3f} s apart"

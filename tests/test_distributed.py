@@ -438,50 +438,12 @@ def test_the_command_line_runs_on_the_cluster_and_exits_5_for_a_lost_shard(clust
     assert exit_code_for(dict(lost, interrupted=True, interrupt_signal="SIGINT")) == 130, "a signal still wins"
 
 
-BARRIER = """\
-version: 1
-name: stages-start-together
-target: {target}
-flow:
-  - name: step
-    path: /{{vu}}/{{seq}}
-stages:
-  - name: uneven
-    requests: 3                  # one shard sends 2 slow requests one after the other, the other only 1
-    concurrency: 2
-  - name: open
-    rate: 40/s
-    duration: 1s
-    max_in_flight: 20
-"""
-
-
 def test_every_stage_starts_together_on_every_shard(cluster, tmp_path):
     """One shard ends the first stage 0.6 s before the other; it waits, so the open timelines still line up."""
-    import asyncio
+    from .conftest import STAGES_MEET, assert_stages_met, slow_first_stage_server
 
-    from aiohttp import web
-
-    from .conftest import ThreadedServer
-
-    arrivals: list[tuple[int, float]] = []  # (virtual user number, monotonic time)
-
-    async def handle(request: web.Request) -> web.Response:
-        arrivals.append((int(request.match_info["vu"]), time.monotonic()))
-        if len(arrivals) <= 3:  # the first stage's three requests are slow
-            await asyncio.sleep(0.6)
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_get("/{vu}/{seq}", handle)
-    with ThreadedServer(app) as server:
-        plan = plan_of(tmp_path, BARRIER.format(target=server.url))
+    with slow_first_stage_server() as (server, arrivals):
+        plan = plan_of(tmp_path, STAGES_MEET.format(target=server.url, workers=1))
         result = execute(plan, cluster=cluster.address, shards=2).to_dict()
     assert [shard["status"] for shard in result["shards"]] == ["ok", "ok"]
-    assert result["totals"]["requests"] == len(arrivals) == 3 + 40
-    slow_done = arrivals[2][1] + 0.6  # the first stage ends on the slow shard
-    later = arrivals[3:]
-    assert min(at for _, at in later) >= slow_done - 0.05, (
-        f"a shard began the open stage {slow_done - min(at for _, at in later):.3f} s before the other ended the first")
-    first = {parity: min(at for vu, at in later if vu % 2 == parity) for parity in (0, 1)}  # {vu} = local * 2 + shard
-    assert abs(first[0] - first[1]) < 0.2, f"the open stage began {abs(first[0] - first[1]):.3f} s apart on the shards"
+    assert_stages_met(result, arrivals)

@@ -238,55 +238,15 @@ stages: [{{requests: 3001, concurrency: 10}}]
     assert_series_sums_to_totals(data["stages"][0])
 
 
-WORKERS_MEET = """\
-version: 1
-name: processes-meet-between-stages
-target: {target}
-workers: 2
-flow:
-  - name: step
-    path: /{{vu}}/{{seq}}
-stages:
-  - name: uneven
-    requests: 3                  # one process sends 2 slow requests one after the other, the other only 1
-    concurrency: 2
-  - name: open
-    rate: 40/s
-    duration: 1s
-    max_in_flight: 20
-"""
-
-
 def test_every_stage_starts_together_in_every_worker_process(tmp_path):
     """One process ends the first stage 0.6 s before the other; it waits, so the open timelines still line up."""
-    import asyncio
-    import time
-
-    from aiohttp import web
-
     from runner.compile import compile_scenario
     from runner.launch import execute
     from runner.loader import load_scenario
 
-    from .conftest import ThreadedServer, write_scenario
+    from .conftest import STAGES_MEET, assert_stages_met, slow_first_stage_server, write_scenario
 
-    arrivals: list[tuple[int, float]] = []  # (virtual user number, monotonic time)
-
-    async def handle(request: web.Request) -> web.Response:
-        arrivals.append((int(request.match_info["vu"]), time.monotonic()))
-        if len(arrivals) <= 3:  # the first stage's three requests are slow
-            await asyncio.sleep(0.6)
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_get("/{vu}/{seq}", handle)
-    with ThreadedServer(app) as server:
-        path = write_scenario(tmp_path, WORKERS_MEET.format(target=server.url))
+    with slow_first_stage_server() as (server, arrivals):
+        path = write_scenario(tmp_path, STAGES_MEET.format(target=server.url, workers=2))
         result = execute(compile_scenario(load_scenario(path), path)).to_dict()
-    assert result["totals"]["requests"] == len(arrivals) == 3 + 40
-    slow_done = arrivals[2][1] + 0.6  # the first stage ends in the slow process
-    later = arrivals[3:]
-    assert min(at for _, at in later) >= slow_done - 0.05, (
-        f"a process began the open stage {slow_done - min(at for _, at in later):.3f} s before the other ended")
-    first = {parity: min(at for vu, at in later if vu % 2 == parity) for parity in (0, 1)}  # {vu} = local * 2 + part
-    assert abs(first[0] - first[1]) < 0.2, f"the open stage began {abs(first[0] - first[1]):.3f} s apart"
+    assert_stages_met(result, arrivals)
