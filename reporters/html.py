@@ -2,7 +2,7 @@
 
 The page must open anywhere, offline and years later, so it has no external
 resources at all: inline CSS, charts drawn as inline SVG in Python
-(:mod:`reporters.svg`), no script. A Content-Security-Policy meta tag
+(:mod:`runner.reporters.svg`), no script. A Content-Security-Policy meta tag
 forbids any network fetch, so a future edit that adds one fails visibly.
 Every string that comes from the user or the target (scenario, stage,
 request and check names, expressions, error classes...) goes through
@@ -292,7 +292,7 @@ def _flows(result: dict[str, Any]) -> str:
     """Per-flow iterations, laid out like the stage table: a row per flow, a sub-row per stage.
 
     Omitted for a plain ``flow:`` list, whose one implicit flow would repeat
-    the stage table's totals (see :mod:`reporters.flows`).
+    the stage table's totals (see :mod:`runner.reporters.flows`).
     """
     flows = shown_flows(result)
     if not flows:

@@ -69,7 +69,7 @@ def _from_json(steps: tuple, status: int, headers, body) -> Any:
 
 
 def compile_capture(spec) -> tuple[Any, bool, bool]:
-    """``schemas.scenario.Capture`` (or "status") -> (extractor, needs_headers, needs_body)."""
+    """``runner.schemas.scenario.Capture`` (or "status") -> (extractor, needs_headers, needs_body)."""
     if spec == "status" or getattr(spec, "status", None):
         return _from_status, False, False
     if spec.json_path is not None:

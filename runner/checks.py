@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import orjson
 
-from schemas.checks import Checks
+from runner.schemas.checks import Checks
 
 Predicate = Callable[[int, int, int, "dict[str, str] | None", "bytes | None"], bool]
 #: Bytes of body kept for body and JSON checks; larger bodies are checked on this prefix.

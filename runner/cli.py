@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     """``runner plan`` / ``runner run --dry-run``: load, compile, print; no socket, no built-in target."""
-    from reporters.base import available_reporters
+    from runner.reporters.base import available_reporters
 
     from .compile import compile_scenario
     from .describe import describe
@@ -161,7 +161,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _cmd_plan(args)
-    from reporters.base import available_reporters
+    from runner.reporters.base import available_reporters
 
     from .compile import compile_scenario
     from .launch import execute
@@ -318,7 +318,7 @@ def _load_result(path: str) -> dict:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from reporters.base import available_reporters
+    from runner.reporters.base import available_reporters
 
     from .output import check_writable, parse_out, write_atomic
 
@@ -346,7 +346,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from reporters.base import available_reporters
+    from runner.reporters.base import available_reporters
 
     from .compile import compile_scenario
     from .loader import load_scenario
@@ -377,7 +377,7 @@ def _check_engine_fits(plan, where: str) -> None:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from schemas.export import write_schemas
+    from runner.schemas.export import write_schemas
 
     for path in write_schemas(Path(args.dir)):
         print(f"wrote {path}")

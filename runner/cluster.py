@@ -104,7 +104,7 @@ def cluster_address(plan: Plan, given: str | None = None) -> str | None:
     The environment overrides the file so that one scenario can be pointed at
     a cluster (or at another one) from CI without editing it.
     """
-    from schemas.scenario import check_cluster
+    from runner.schemas.scenario import check_cluster
 
     for where, candidate in (("--cluster", given), (CLUSTER_ENV, os.environ.get(CLUSTER_ENV))):
         if candidate and candidate.strip():

@@ -22,8 +22,8 @@ from functools import partial
 from pathlib import Path
 from urllib.parse import quote_plus
 
-from schemas.scenario import ConcurrencyRamp, DelayRange, RateRamp, Scenario, Stage, TlsSettings
-from schemas.thresholds import AbortOnFail
+from runner.schemas.scenario import ConcurrencyRamp, DelayRange, RateRamp, Scenario, Stage, TlsSettings
+from runner.schemas.thresholds import AbortOnFail
 
 from .captures import compile_capture
 from .checks import CHECK_BODY_LIMIT, compile_checks

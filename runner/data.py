@@ -16,7 +16,7 @@ size, so larger inputs belong in a database the target reads, not in the
 load generator.
 
 Nothing here imports Pydantic: the spec passed to :func:`load_table` is read
-by attribute (``file``, ``mode``, ``per``), as :class:`schemas.data.DataSpec`
+by attribute (``file``, ``mode``, ``per``), as :class:`runner.schemas.data.DataSpec`
 provides.
 """
 

@@ -116,7 +116,7 @@ def _undefined(name: str, variables: dict, defined: set[str], tables: dict) -> s
 
 
 def _read_tables(data: dict, locate: Locate, source: str, problems: list[Problem]) -> dict:
-    from schemas.data import check_table_name
+    from runner.schemas.data import check_table_name
 
     from .data import DataFileError, load_table
 

@@ -1,4 +1,4 @@
-"""Scenario file -> validated :class:`schemas.scenario.Scenario`.
+"""Scenario file -> validated :class:`runner.schemas.scenario.Scenario`.
 
 YAML is composed into nodes (safe tags only) so that every value keeps its
 line and column; command-line overrides are applied to the plain data; then
@@ -30,7 +30,7 @@ from typing import Any, Iterable
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from schemas.scenario import Scenario
+from runner.schemas.scenario import Scenario
 
 from .errors import Problem, ScenarioError
 
@@ -705,7 +705,7 @@ def _field_sources(scenario: Scenario, marked: _Marked, source: str) -> dict:
 
 def _threshold_problems(data: dict, marked: _Marked, source: str) -> list[Problem]:
     """A threshold naming a stage, request or flow that does not exist would silently never judge anything."""
-    from schemas.thresholds import parse_threshold
+    from runner.schemas.thresholds import parse_threshold
 
     from .flowcheck import step_lists
 

@@ -155,7 +155,7 @@ class Plan:
     stages: tuple[StagePlan, ...]
     outputs: tuple[tuple[str, str], ...]  # (reporter name, path)
     workers: int = 1  # processes sharing the load
-    thresholds: tuple = ()  # schemas.thresholds.Threshold (frozen pydantic values, judged after the run)
+    thresholds: tuple = ()  # runner.schemas.thresholds.Threshold (frozen pydantic values, judged after the run)
     threshold_sources: tuple[str, ...] = ()  # "file:line" of each threshold
     abort_on_fail: bool = False
     secrets: tuple[str, ...] = ()  # values to scrub from every report and message

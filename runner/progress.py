@@ -2,7 +2,7 @@
 
 The live view on stderr is :mod:`runner.liveview`. Reporters keep their own
 small contract, ``{"stage", "completed", "failed", "elapsed_s"}`` once per
-interval (see :class:`reporters.base.IntervalListener`), and this feed makes
+interval (see :class:`runner.reporters.base.IntervalListener`), and this feed makes
 it from interval snapshots, so a listener hears the whole run (every process
 or shard added up) and not only the process it happens to run in.
 """

@@ -205,7 +205,7 @@ class RunResult:
     interrupt_signal: str | None = None
     notes: list[str] = field(default_factory=list)
     generator: dict[str, Any] = field(default_factory=dict)
-    thresholds: tuple = ()  # schemas.thresholds.Threshold objects
+    thresholds: tuple = ()  # runner.schemas.thresholds.Threshold objects
     threshold_sources: tuple = ()  # "file:line" of each
     aborted: dict[str, Any] | None = None
     by_flow: list = field(default_factory=list)  # (name, FlowStats, RequestStats), whole run

@@ -33,7 +33,7 @@ from __future__ import annotations
 import operator
 from typing import Any, Iterable
 
-from schemas.thresholds import LATENCY_METRICS, Threshold
+from runner.schemas.thresholds import LATENCY_METRICS, Threshold
 
 from .metrics.quantiles import INTERVAL_KEYS
 

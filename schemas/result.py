@@ -275,7 +275,7 @@ class RunResultModel(_Strict):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"title": "runner result", "$id": "https://runner.invalid/result.schema.json"},
+        json_schema_extra={"title": "runner result", "$id": "https://runner-loadtest.invalid/runner/schemas/result.schema.json"},
     )
 
     format_version: int

@@ -490,7 +490,7 @@ class Scenario(_Model):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
-        json_schema_extra={"title": "runner scenario", "$id": "https://runner.invalid/scenario.schema.json"},
+        json_schema_extra={"title": "runner scenario", "$id": "https://runner-loadtest.invalid/runner/schemas/scenario.schema.json"},
     )
 
     version: Literal[1] = Field(description="Format version; must be 1.")

@@ -190,7 +190,7 @@ class ResultWatch:
         self._seen: dict[Path, tuple[int, int]] = {}
 
     def capture(self, document: dict) -> None:
-        from reporters.json import JsonReporter
+        from runner.reporters.json import JsonReporter
 
         self.documents.append(JsonReporter().render(document))
 

@@ -14,7 +14,7 @@ import pytest
 from runner.cli import main
 from runner.errors import ScenarioError
 from runner.loader import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, _compose, load_scenario
-from schemas.scenario import BUILTIN_MAX_BODY_SIZE
+from runner.schemas.scenario import BUILTIN_MAX_BODY_SIZE
 
 CORPUS = sorted((Path(__file__).parent / "bad_scenarios").glob("*.yaml"))
 _EXPECT = re.compile(r"^# expect: (\d+): (.+)$")

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from runner.data import (MAX_FILE_BYTES, MAX_ROWS, DataFileError, DataTable, _READERS,
                          load_table)
-from schemas.data import DATA_FILE_SUFFIXES, DataSpec, check_table_name
+from runner.schemas.data import DATA_FILE_SUFFIXES, DataSpec, check_table_name
 
 FIXTURES = Path(__file__).resolve().parent / "data"
 

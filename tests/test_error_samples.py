@@ -137,7 +137,7 @@ stages:
 
 
 def test_console_shows_a_few_samples_briefly(tmp_path):
-    from reporters.console import ConsoleReporter
+    from runner.reporters.console import ConsoleReporter
 
     stats = RequestStats()
     for n in range(ERROR_SAMPLES_PER_CLASS):

@@ -21,17 +21,17 @@ import xml.etree.ElementTree as ET
 import orjson
 import pytest
 
-from reporters.console import ConsoleReporter
-from reporters.csv import COLUMNS, PHASE_COLUMNS, CsvReporter
-from reporters.html import HtmlReporter
-from reporters.junit import JUnitReporter
+from runner.reporters.console import ConsoleReporter
+from runner.reporters.csv import COLUMNS, PHASE_COLUMNS, CsvReporter
+from runner.reporters.html import HtmlReporter
+from runner.reporters.junit import JUnitReporter
 from runner.cli import main
 from runner.compare import compare, parse_limit, render_comparison
 from runner.metrics.histogram import RELATIVE_ERROR
 from runner.metrics.quantiles import LATENCY_KEYS, QUANTILES
 from runner.metrics.recorder import PHASES, RequestStats
 from runner.result import RunResult, StageResult, generator_verdict
-from schemas.thresholds import Threshold, parse_threshold
+from runner.schemas.thresholds import Threshold, parse_threshold
 
 from .conftest import REPO, schema_errors, write_scenario
 

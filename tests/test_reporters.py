@@ -32,11 +32,11 @@ import orjson
 import pytest
 from junitparser import Error, Failure, JUnitXml
 
-from reporters.base import available_reporters
-from reporters.console import ConsoleReporter
-from reporters.csv import COLUMNS, CsvReporter
-from reporters.html import HtmlReporter
-from reporters.junit import JUnitReporter
+from runner.reporters.base import available_reporters
+from runner.reporters.console import ConsoleReporter
+from runner.reporters.csv import COLUMNS, CsvReporter
+from runner.reporters.html import HtmlReporter
+from runner.reporters.junit import JUnitReporter
 from runner.cli import main
 
 from .conftest import REPO, write_scenario
@@ -139,9 +139,9 @@ def test_new_reporters_are_registered_builtin_and_as_entry_points():
     found = available_reporters()
     assert {"csv": CsvReporter, "junit": JUnitReporter, "html": HtmlReporter}.items() <= found.items()
     table = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["runner.reporters"]
-    assert table["csv"] == "reporters.csv:CsvReporter"
-    assert table["junit"] == "reporters.junit:JUnitReporter"
-    assert table["html"] == "reporters.html:HtmlReporter"
+    assert table["csv"] == "runner.reporters.csv:CsvReporter"
+    assert table["junit"] == "runner.reporters.junit:JUnitReporter"
+    assert table["html"] == "runner.reporters.html:HtmlReporter"
 
 
 def test_the_real_run_covers_every_case(real_run):

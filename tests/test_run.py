@@ -3,7 +3,7 @@
 import orjson
 
 from runner.cli import main
-from schemas.result import RunResultModel
+from runner.schemas.result import RunResultModel
 
 from .conftest import write_scenario
 

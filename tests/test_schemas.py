@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
-from schemas.export import render_schemas
+from runner.schemas.export import render_schemas
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 

@@ -342,7 +342,7 @@ def test_the_fast_engine_given_a_url_with_credentials_sends_them():
 
     from runner.compile import compile_scenario
     from runner.engines.fast import FastEngine
-    from schemas.scenario import Scenario
+    from runner.schemas.scenario import Scenario
 
     plan = compile_scenario(Scenario.model_validate({
         "version": 1, "name": "lib", "target": "http://127.0.0.1:9",

@@ -23,7 +23,7 @@ from runner.cli import main
 from runner.compile import compile_scenario
 from runner.loader import load_scenario
 from runner.plan import TlsPlan
-from schemas.export import render_schemas
+from runner.schemas.export import render_schemas
 
 from .conftest import REPO
 

@@ -1,6 +1,6 @@
 import pytest
 
-from schemas.units import parse_duration, parse_size
+from runner.schemas.units import parse_duration, parse_size
 
 
 @pytest.mark.parametrize("text, seconds", [
