@@ -54,15 +54,21 @@ def _run(args: list, cwd: Path, timeout: float = RUN_TIMEOUT_S) -> subprocess.Co
 
 
 @pytest.fixture(scope="session")
-def wheel(tmp_path_factory) -> Path:
-    """The wheel, built with pip (in an isolated build environment) from a copy of the repository."""
-    work = tmp_path_factory.mktemp("packaging")
-    source = work / "source"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+def source(tmp_path_factory) -> Path:
+    """A copy of the repository, as a fresh clone has it."""
+    copy = tmp_path_factory.mktemp("packaging") / "source"
+    shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(
         ".git", "__pycache__", "*.egg-info", "build", "dist", "results", ".pytest_cache", "node_modules"))
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", work / "dist", source], cwd=work,
+    return copy
+
+
+@pytest.fixture(scope="session")
+def wheel(source) -> Path:
+    """The wheel, built with pip (in an isolated build environment) from the copy of the repository."""
+    dist = source.parent / "dist"
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, source], cwd=source.parent,
          timeout=INSTALL_TIMEOUT_S)
-    (built,) = (work / "dist").glob("*.whl")
+    (built,) = dist.glob("*.whl")
     return built
 
 
@@ -180,6 +186,22 @@ print(json.dumps({"modules": names, "ids": [json.loads(schemas.joinpath(f"{kind}
     for kind in ("scenario", "result"):
         assert (outside / "written" / f"{kind}.schema.json").read_bytes() == (
             REPO / "schemas" / f"{kind}.schema.json").read_bytes()
+
+
+def test_a_checkout_imports_its_own_subpackages_beside_an_installed_runner(venv, source, outside):
+    """``runner`` from a checkout takes reporters/ and schemas/ from that checkout, installed or not.
+
+    The venv holds the wheel; the checkout copy is not installed there. Without
+    runner/checkout.py, ``runner.schemas`` would not be found from the checkout.
+    """
+    files = json.loads(_in_venv(venv, """
+import json, runner, runner.reporters.base, runner.schemas.scenario
+print(json.dumps([runner.__file__, runner.reporters.base.__file__, runner.schemas.scenario.__file__]))
+""", source))
+    assert files == [str(source / "runner" / "__init__.py"), str(source / "reporters" / "base.py"),
+                     str(source / "schemas" / "scenario.py")]
+    validated = _run([venv / "bin" / "python", "-m", "runner", "validate", outside / "packaged.yaml"], cwd=source)
+    assert validated.stdout.endswith("packaged.yaml: ok\n")
 
 
 def _readme_plugin() -> dict[str, str]:
