@@ -153,14 +153,14 @@ def locust_peer(install: bool) -> Peer:
     return peer
 
 
-def python_peer(name: str, module: str) -> Peer:
+def python_peer(name: str, distribution: str) -> Peer:
     """Our own Python clients (runner, the seed-style script): just record the versions."""
     peer = Peer(name, command=[sys.executable])
     try:
         from importlib.metadata import version
-        peer.version = f"{module} {version(module)}"
+        peer.version = f"{distribution} {version(distribution)}"
     except Exception as exc:  # noqa: BLE001 - a missing distribution is a reason, not a crash
-        peer.unavailable = f"{module} is not installed: {exc}"
+        peer.unavailable = f"{distribution} is not installed: {exc}"
     return peer
 
 
@@ -174,5 +174,5 @@ def find_peers(install: bool = True, only: set[str] | None = None) -> dict[str, 
     if "seed-style" in wanted:
         peers["seed-style"] = python_peer("seed-style", "aiohttp")
     if "runner" in wanted:
-        peers["runner"] = python_peer("runner", "runner")
+        peers["runner"] = python_peer("runner", "runner-loadtest")
     return peers

@@ -314,6 +314,31 @@ def test_invalid_response_is_protocol_error(tmp_path):
     assert summary(stats) == (30, 0, 30, 0, {}, {"protocol_error": 30})
 
 
+@pytest.mark.parametrize("response", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA",  # a Content-Length shorter than the body
+    b"HTTP/1.1 204 No Content\r\n\r\nbody",  # a body where none is allowed
+])
+def test_bytes_after_a_response_fail_that_response_not_the_next(tmp_path, response):
+    # Each response is followed by bytes that are no response: every request fails on its own
+    # response (concurrency 1, so before the fix every other request was blamed for the one before).
+    with RawServer(answer_each(response)) as server:
+        stats = run_both(tmp_path, server.url, requests=40, concurrency=1)["fast"]
+    assert summary(stats) == (40, 0, 40, 0, {}, {"protocol_error": 40})
+    assert stats.error_samples["protocol_error"][0].startswith("bytes after the end of the response: ")
+
+
+def test_a_response_started_unasked_leaves_the_answered_one_ok(tmp_path):
+    # The start of a second response right after the first: the first stands; the fast engine
+    # drops the connection (the next request gets a new one) rather than read the stray bytes as its answer.
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 2"
+    with RawServer(answer_each(response)) as server:
+        stats = run_both(tmp_path, server.url, requests=40, concurrency=1)["fast"]
+        server.connections = 0
+        run_engine(tmp_path, server.url, "fast", requests=40, concurrency=1)
+        assert server.connections == 40
+    assert summary(stats) == (40, 40, 0, 80, {200: 40}, {})
+
+
 def test_connection_refused(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

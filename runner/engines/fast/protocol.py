@@ -179,16 +179,22 @@ class _HeadResponse:
 class _Connection(asyncio.BufferedProtocol):
     """One TCP connection and the state of the one request in flight on it.
 
-    Parser callbacks are only ``on_body`` and ``on_message_complete`` (the
-    fewer Python calls per response the better); the raw bytes that arrive
-    before the first body byte are kept until the next request so that an
-    EOF can be judged (see :func:`_ended_by_eof`) without parsing headers on
-    the hot path.
+    Parser callbacks are only ``on_message_begin``, ``on_body`` and
+    ``on_message_complete`` (the fewer Python calls per response the better);
+    the raw bytes that arrive before the first body byte are kept until the
+    next request so that an EOF can be judged (see :func:`_ended_by_eof`)
+    without parsing headers on the hot path.
+
+    A completed response is handed to the user only after the parser has
+    seen every byte of the read it ended in (:meth:`_feed`), because the
+    user sends its next request on this connection at once: bytes a server
+    put after the end of a response (a wrong Content-Length, a body on a 204)
+    are then judged as part of that response, never of the next request.
     """
 
     __slots__ = (
         "channel", "transport", "parser", "main_parser", "alive", "waiter", "deadline", "received",
-        "head_chunks", "sent", "encoded", "_read_view", "completed", "tls", "lost",
+        "head_chunks", "sent", "encoded", "_read_view", "completed", "tls", "lost", "outcome",
     )
 
     def __init__(self, channel: "FastTransport"):
@@ -206,6 +212,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.completed = 0  # responses completed on this connection
         self.tls = None  # the TlsPlan it was made with (https), for the reuse check
         self.lost = None  # what ended the connection while no request was on it
+        self.outcome = None  # (waiter, status, received) of a response complete in the read being parsed
 
     def start(self, waiter: asyncio.Future, data: bytes, encoded: "Encoded", deadline: float,
               retryable: bool) -> None:
@@ -268,15 +275,39 @@ class _Connection(asyncio.BufferedProtocol):
         self._feed(data)
 
     def _feed(self, data) -> None:
-        """Give bytes to the parser; a parse failure ends the request in flight."""
+        """Give bytes to the parser, then hand over the response they completed, if any.
+
+        A parse failure ends the request in flight; bytes that fail to parse
+        after a response completed in the same read fail that response.
+        """
         try:
             self.parser.feed_data(data)
         except _ParserUpgrade:
             self._upgraded()
         except _ParserCallbackError as exc:
+            self._trailing_failure()
             self.fail("other", f"fast engine callback error: {describe(exc.__context__ or exc)}")
         except _ParserError as exc:
-            self.fail("protocol_error", str(exc))
+            if self._trailing_failure():
+                self.fail("protocol_error", f"bytes after the end of the response: {exc}")
+            else:
+                self.fail("protocol_error", str(exc))
+        outcome = self.outcome
+        if outcome is not None:
+            self.outcome = None
+            try:
+                outcome[0].set_result(outcome[1:])
+            except _InvalidState:
+                pass  # the request was cancelled; the connection is still good
+
+    def _trailing_failure(self) -> bool:
+        """A parse failure after a complete response: put that response back in flight to fail it."""
+        outcome = self.outcome
+        if outcome is None:
+            return False
+        self.outcome = None
+        self.waiter = outcome[0]
+        return True
 
     def eof_received(self) -> None:
         # The transport closes now and connection_lost (which decides what the
@@ -317,6 +348,13 @@ class _Connection(asyncio.BufferedProtocol):
 
     # -- httptools callbacks (main parser) -----------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.outcome is not None:
+            # Another response starts right after the one just completed, which no request asked
+            # for: the completed one stands, the connection is not used again (as aiohttp does).
+            self.alive = False
+            self.transport.close()
+
     def on_body(self, body: bytes) -> None:
         self.received += len(body)
 
@@ -333,10 +371,7 @@ class _Connection(asyncio.BufferedProtocol):
         if status == 101 or not parser.should_keep_alive():
             self.alive = False
             self.transport.close()
-        try:
-            waiter.set_result((status, self.received))
-        except _InvalidState:
-            pass  # the request was cancelled; the connection is still good
+        self.outcome = (waiter, status, self.received)  # handed over by _feed once the read is parsed
 
     # -- helpers -----------------------------------------------------------
 
@@ -405,8 +440,9 @@ class _CheckedConnection(_Connection):
     # -- httptools callbacks (main parser) -----------------------------------
 
     def on_message_begin(self) -> None:
+        _Connection.on_message_begin(self)
         encoded = self.encoded
-        if encoded is not None and encoded.captures:
+        if encoded is not None and encoded.captures and self.outcome is None:
             self.captured_headers = {}
             self.captured_body = bytearray()
 
