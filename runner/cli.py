@@ -68,10 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, metavar="PORT",
                      help="serve the running test's metrics for Prometheus at http://127.0.0.1:PORT/metrics "
                           "until the reports are written (0: a free port, printed on stderr; "
-                          "needs pip install 'runner[metrics]')")
+                          "needs pip install 'runner-loadtest[metrics]')")
     run.add_argument("--cluster", metavar="ADDRESS",
                      help="run sharded over the Dask scheduler at ADDRESS, e.g. tcp://scheduler.example:8786 "
-                          "(also RUNNER_CLUSTER or 'cluster:' in the scenario; needs pip install 'runner[cluster]')")
+                          "(also RUNNER_CLUSTER or 'cluster:' in the scenario; "
+                          "needs pip install 'runner-loadtest[cluster]')")
     run.add_argument("--shards", type=int, metavar="N",
                      help="with a cluster: how many shards (default: one per Dask worker)")
     run.add_argument("--dry-run", action="store_true",

@@ -342,7 +342,7 @@ def _import_distributed():
         import distributed
     except ImportError:
         raise ClusterError("a distributed run needs Dask distributed on this machine and on the workers: "
-                           "pip install 'runner[cluster]'") from None
+                           "pip install 'runner-loadtest[cluster]'") from None
     return distributed
 
 
@@ -490,7 +490,7 @@ class _Run:
                 answer = answers.get(worker)
                 if not isinstance(answer, dict):
                     raise ClusterError(f"Dask worker {worker} cannot run runner ({answer!r}): install the same "
-                                       f"runner there (pip install 'runner[cluster]')")
+                                       f"runner there (pip install 'runner-loadtest[cluster]')")
                 if answer["runner"] != __version__:
                     raise ClusterError(f"Dask worker {worker} has runner {answer['runner']}, this machine "
                                        f"{__version__}: install the same version everywhere")

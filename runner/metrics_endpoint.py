@@ -30,7 +30,7 @@ steps of the same name merged as the result merges them):
 
 prometheus_client is imported only by :meth:`MetricsEndpoint.start` and the
 collector, so a run without ``--metrics-port`` never imports it (it is the
-optional extra ``runner[metrics]``).
+optional extra ``runner-loadtest[metrics]``).
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ class MetricsEndpoint:
         try:
             from prometheus_client import CollectorRegistry, start_http_server
         except ImportError:
-            raise UsageError("--metrics-port needs prometheus-client: pip install 'runner[metrics]'") from None
+            raise UsageError("--metrics-port needs prometheus-client: pip install 'runner-loadtest[metrics]'") from None
         registry = CollectorRegistry(auto_describe=False)  # not the global one: only this run's metrics
         registry.register(_RunCollector(self))
         try:
@@ -177,7 +177,7 @@ class MetricsEndpoint:
                 why = getattr(exc, "strerror", None) or str(exc)
             raise UsageError(f"--metrics-port {self.port}: cannot listen on {self.host}:{self.port}: {why}") from None
         if started is None:  # before 0.20 the server could not be stopped (or its port read)
-            raise UsageError("--metrics-port needs prometheus-client 0.20 or later: pip install 'runner[metrics]'")
+            raise UsageError("--metrics-port needs prometheus-client 0.20 or later: pip install 'runner-loadtest[metrics]'")
         self._server, self._thread = started
         self.port = self._server.server_address[1]
         return self

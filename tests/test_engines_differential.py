@@ -461,6 +461,21 @@ def test_request_bytes_on_the_wire(tmp_path):
     assert b"content-length: 5" in lines
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS", "GET"])
+def test_bodiless_requests_send_the_same_head_on_both_engines(tmp_path, method):
+    # Without a body, POST, PUT, PATCH and DELETE announce "Content-Length: 0"; GET and OPTIONS send none.
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    with RawServer(answer_each(response)) as server:
+        heads = {}
+        for engine in ENGINES:
+            server.request_heads.clear()
+            run_engine(tmp_path, server.url, engine, method=method, path="/x", requests=2, concurrency=1)
+            heads[engine] = [sorted(line.lower() for line in head.split(b"\r\n")[1:] if line)
+                             for head in server.request_heads]
+    assert heads["fast"] == heads["aiohttp"]
+    assert (b"content-length: 0" in heads["fast"][0]) == (method not in ("GET", "OPTIONS"))
+
+
 def test_aiohttp_web_server_statuses(tmp_path):
     counter: Counter = Counter()
 

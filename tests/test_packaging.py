@@ -90,6 +90,21 @@ def outside(tmp_path) -> Path:
     return tmp_path
 
 
+def test_install_hints_name_this_distribution_and_its_extras():
+    """Messages that say ``pip install 'NAME[extra]'`` must name runner-loadtest (``runner`` is another project)."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["name"] == DISTRIBUTION
+    hints = [(path.relative_to(REPO).as_posix(), match.groups())
+             for directory in PACKAGE_DIRS.values() for path in directory.rglob("*.py")
+             for match in re.finditer(r"pip install '([\w.-]+)\[(\w+)\]'", path.read_text())]
+    assert hints, "the optional extras are named in messages (runner/cli.py, runner/cluster.py, ...)"
+    wrong = [(path, name, extra) for path, (name, extra) in hints
+             if name != DISTRIBUTION or extra not in project["optional-dependencies"]]
+    assert wrong == []
+
+
 def _in_venv(venv: Path, code: str, cwd: Path) -> str:
     return _run([venv / "bin" / "python", "-c", code], cwd=cwd).stdout
 

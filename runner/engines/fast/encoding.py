@@ -22,6 +22,9 @@ _INLINE_BODY_MAX = 64 * 1024
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*\Z")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+# A request of any other method without a body says so with "Content-Length: 0", as the aiohttp
+# engine does (RFC 9110 8.6 asks it of POST, PUT and PATCH; some servers answer 411 without it).
+_NO_CONTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 class FastEngineUnsupported(UsageError, ValueError):
@@ -75,6 +78,8 @@ class Encoded:
         self.cookies = request.send_cookies
         self.body_template = request.body_template
         body = request.body
+        if body is None and request.body_template is None and request.method not in _NO_CONTENT_METHODS:
+            body = b""
         self.constant_body = body
         self.prefix = request.method.encode("ascii") + b" "
         self.is_head = request.method == "HEAD"
