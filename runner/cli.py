@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a reporter the run would add (checked and listed; nothing is written)")
     plan.add_argument("--set", action="append", default=[], metavar="dotted.key=value", dest="overrides",
                       help="override a scenario field, as for run (repeatable)")
+    plan.add_argument("--shards", type=int, metavar="N",
+                      help="show the run as N shards on a Dask cluster, each shard's share per stage")
 
     report = commands.add_parser("report", help="re-render a saved JSON result with any reporters")
     report.add_argument("result", help="a result written by --out json=PATH")
@@ -144,6 +146,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     """``runner plan`` / ``runner run --dry-run``: load, compile, print; no socket, no built-in target."""
     from runner.reporters.base import available_reporters
 
+    from .cluster import cluster_address
     from .compile import compile_scenario
     from .describe import describe
     from .loader import load_scenario
@@ -154,7 +157,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, overrides=args.overrides, target=args.target, known_reporters=known)
     plan = compile_scenario(scenario, args.scenario)
     outputs = combine([Output(n, p) for n, p in plan.outputs], [parse_out(item, known) for item in args.out])
-    text = describe(plan, tuple((output.reporter, output.path) for output in outputs))
+    shards = args.shards
+    if shards is not None and shards < 1:
+        raise UsageError(f"--shards must be at least 1, not {shards}")
+    cluster = cluster_address(plan, getattr(args, "cluster", None))
+    text = describe(plan, tuple((output.reporter, output.path) for output in outputs), shards=shards,
+                    cluster=cluster)
     print(redact_text(text, plan.secrets), end="", flush=True)
     return EXIT_OK
 

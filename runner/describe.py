@@ -124,6 +124,17 @@ class PlanOutline:
     share_of: str = "virtual users"  # what a flow's weight divides: virtual users, arrivals or both
     connections: tuple[str, ...] = ()  # header lines for tls and keepalive settings, where the scenario sets them
     builtin_tls: bool = False  # the built-in target serves https (builtin: {tls: true})
+    shards: int = 0  # a distributed run's shard count (--shards); 0: a run on this machine
+    cluster: str = ""  # the Dask scheduler a distributed run would use, when one is named
+
+    @property
+    def parts(self) -> int:
+        """How many pieces the load is split into: shards of a distributed run, else worker processes."""
+        return self.shards or self.workers
+
+    @property
+    def unit(self) -> str:
+        return "shard" if self.shards else "process"
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -155,17 +166,23 @@ class PlanOutline:
 # -- numbers ---------------------------------------------------------------------------------
 
 
-def outline(plan: Plan, outputs: tuple[tuple[str, str], ...] | None = None) -> PlanOutline:
-    """Work out everything the run will do, from the plan alone."""
+def outline(plan: Plan, outputs: tuple[tuple[str, str], ...] | None = None, *, shards: int | None = None,
+            cluster: str | None = None) -> PlanOutline:
+    """Work out everything the run will do, from the plan alone.
+
+    ``shards``: the run is distributed in that many shards (each one process,
+    whatever ``workers:`` says), split exactly as :mod:`runner.cluster` splits it.
+    """
     from .engines import select_engine
 
     engine_class, reason = select_engine(plan, plan.target_url)
     engine_name = engine_class.__name__.removesuffix("Engine").lower()
-    shares = [share(plan, part, plan.workers) for part in range(plan.workers)]
+    pieces = shards or plan.workers
+    shares = [share(plan, part, pieces) for part in range(pieces)]
     per_process = [[p.stages[stage.index] for p in shares] for stage in plan.stages]
     stages = [_stage_outline(stage, parts) for stage, parts in zip(plan.stages, per_process)]
     mixes = _flow_mixes(plan, per_process)
-    uses = _DataLedger(plan, mixes).stages(per_process)
+    uses = _DataLedger(plan, mixes, pieces, "shards" if shards else "worker processes").stages(per_process)
     models = {stage.model for stage in plan.stages}
     return PlanOutline(
         scenario=plan.scenario_name,
@@ -173,6 +190,8 @@ def outline(plan: Plan, outputs: tuple[tuple[str, str], ...] | None = None) -> P
         target=plan.target_url or "builtin",
         engine=f"{engine_name} ({reason})",
         workers=plan.workers,
+        shards=shards or 0,
+        cluster=cluster or "",
         flow=tuple(f"{request.method} {request.path_template}" for request in plan.flow),
         stages=tuple(replace(stage, data=use, data_rows=tuple(u.text for u in use),
                              flow_mix=_mix_line(plan, mix))
@@ -288,12 +307,13 @@ class _DataLedger:
     runs as many as the server allows.
     """
 
-    def __init__(self, plan: Plan, mixes: list[list[list[int]]]):
+    def __init__(self, plan: Plan, mixes: list[list[list[int]]], processes: int, kind: str):
         self.plan = plan
         self.flows = plan.flow_plans()
         self.cycle = weighted_cycle(self.flows)
         self.mixes = mixes
-        self.processes = plan.workers
+        self.processes = processes
+        self.kind = kind  # "worker processes" or "shards": what draws from its own rows
 
     def stages(self, per_process: list[list[StagePlan]]) -> list[tuple[DataUse, ...]]:
         """For each stage, one :class:`DataUse` per data table that some flow reads."""
@@ -398,7 +418,7 @@ class _DataLedger:
             return ""
         low, high = min(shares), max(shares)
         own = f"{low:,}" if low == high else f"{low:,} to {high:,}"
-        return f" (each of the {self.processes} worker processes draws only from its own {own} rows)"
+        return f" (each of the {self.processes} {self.kind} draws only from its own {own} rows)"
 
     def _per_iteration(self, table, readers: list[FlowPlan], per_process: list[list[StagePlan]]) -> list[DataUse]:
         shares = self._shares(table)
@@ -591,7 +611,7 @@ def render(plan_outline: PlanOutline) -> str:
     """The dry run's report: header, one block per stage, totals, the rate chart."""
     lines = _header(plan_outline)
     for number, stage in enumerate(plan_outline.stages, 1):
-        lines += _stage_lines(number, stage, plan_outline.workers)
+        lines += _stage_lines(number, stage, plan_outline.parts, plan_outline.unit)
     lines += _totals(plan_outline)
     lines += _rate_chart(plan_outline.stages)
     if plan_outline.warnings:
@@ -610,7 +630,7 @@ def _header(plan_outline: PlanOutline) -> list[str]:
         f"scenario: {plan_outline.scenario} ({plan_outline.source})",
         f"target:   {target}",
         f"engine:   {plan_outline.engine}",
-        f"workers:  {plan_outline.workers} process{'es' if plan_outline.workers != 1 else ''}",
+        _split_line(plan_outline),
     ]
     lines += _journeys(plan_outline)
     for number, table in enumerate(plan_outline.data):
@@ -621,6 +641,19 @@ def _header(plan_outline: PlanOutline) -> list[str]:
     if reports:
         lines.append(f"reports:  {reports}")
     return lines
+
+
+def _split_line(plan_outline: PlanOutline) -> str:
+    """How the load is split: worker processes here, or shards on a Dask cluster."""
+    cluster = f" at {plan_outline.cluster}" if plan_outline.cluster else ""
+    if plan_outline.shards:
+        return (f"shards:   {plan_outline.shards} on the Dask cluster{cluster}, one process each "
+                f"(shard k runs on worker k)")
+    if plan_outline.cluster:
+        return (f"shards:   one per Dask worker of the cluster{cluster}, counted when the run connects "
+                f"(--shards N shows each shard's share)")
+    workers = plan_outline.workers
+    return f"workers:  {workers} process{'es' if workers != 1 else ''}"
 
 
 def _journeys(plan_outline: PlanOutline) -> list[str]:
@@ -651,7 +684,7 @@ def _journeys(plan_outline: PlanOutline) -> list[str]:
     return lines
 
 
-def _stage_lines(number: int, stage: StageOutline, workers: int) -> list[str]:
+def _stage_lines(number: int, stage: StageOutline, parts: int, unit: str) -> list[str]:
     lines = ["", f"stage {number}: {stage.name} ({stage.model} model)",
              f"  load:        {stage.load}",
              f"  sends:       {_sends(stage)}",
@@ -660,9 +693,9 @@ def _stage_lines(number: int, stage: StageOutline, workers: int) -> list[str]:
     if stage.flow_mix:
         noun = "arrivals" if stage.model == "open" else "users"
         lines.append("  flows:       " + ", ".join(f"{name} {count:,} {noun}" for name, count in stage.flow_mix))
-    if workers > 1:
-        lines.append("  per process: " + "; ".join(_process_share(number, process, stage.model)
-                                                 for number, process in enumerate(stage.processes, 1)))
+    if parts > 1:
+        lines.append(f"  {'per ' + unit + ':':<13}" + "; ".join(_process_share(number, process, stage.model, unit)
+                                                             for number, process in enumerate(stage.processes, 1)))
     if not stage.data:
         lines.append("  data:        " + ("; ".join(stage.data_rows) if stage.data_rows else "none"))
     for position, use in enumerate(stage.data):
@@ -692,11 +725,11 @@ def _stage_duration(stage: StageOutline) -> str:
     return f"{_duration(stage.duration_s)}{grace}"
 
 
-def _process_share(number: int, process: ProcessShare, model: str) -> str:
+def _process_share(number: int, process: ProcessShare, model: str, unit: str) -> str:
     if model == "open":
-        return f"process {number}: {process.requests:,} arrivals, at most {process.connections:,} in flight"
+        return f"{unit} {number}: {process.requests:,} arrivals, at most {process.connections:,} in flight"
     sends = "open-ended" if process.requests is None else f"{process.requests:,} requests"
-    return f"process {number}: {sends}, {process.connections:,} workers"
+    return f"{unit} {number}: {sends}, {process.connections:,} workers"
 
 
 def _totals(plan_outline: PlanOutline) -> list[str]:
@@ -711,7 +744,7 @@ def _totals(plan_outline: PlanOutline) -> list[str]:
         f"total:       {requests:,} requests" + _plus("what", open_ended, "sends"),
         f"duration:    about {_duration(seconds)}" + _plus("however long", unknown_length, "takes"),
         f"connections: at most {plan_outline.peak_connections:,} at once "
-        f"({per_process:,} per process: needs {per_process + FD_HEADROOM:,} open files)",
+        f"({per_process:,} per {plan_outline.unit}: needs {per_process + FD_HEADROOM:,} open files)",
     ]
 
 
@@ -766,9 +799,11 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def describe(plan: Plan, outputs: tuple[tuple[str, str], ...] | None = None) -> str:
-    """The dry run's text for ``plan`` (``outputs``: the reports the run would write)."""
-    return render(outline(plan, outputs))
+def describe(plan: Plan, outputs: tuple[tuple[str, str], ...] | None = None, *, shards: int | None = None,
+             cluster: str | None = None) -> str:
+    """The dry run's text for ``plan`` (``outputs``: the reports the run would write; ``shards``, ``cluster``:
+    a distributed run's, see :func:`outline`)."""
+    return render(outline(plan, outputs, shards=shards, cluster=cluster))
 
 
 __all__ = ["DataUse", "FlowOutline", "PlanOutline", "ProcessShare", "StageOutline", "arrival_count", "describe",

@@ -21,7 +21,7 @@ import pytest
 
 from runner.cli import main
 from runner.compile import compile_scenario
-from runner.describe import CHART_WIDTH, outline
+from runner.describe import CHART_WIDTH, describe, outline
 from runner.loader import load_scenario
 
 from .conftest import REPO, write_scenario
@@ -152,6 +152,37 @@ def test_numbers_per_worker_process(tmp_path):
     assert shares(ramp) == [(1000, 100)] * 3
     assert shares(capped) == [(84, 334), (83, 334), (83, 334)]
     assert sum(p.requests for p in burst.processes) == 5000
+
+
+def test_shards_get_the_shares_a_distributed_run_gives_them(tmp_path):
+    """--shards N splits as runner.cluster does: the workers: N arithmetic, one process per shard."""
+    from dataclasses import replace
+
+    from runner.describe import _stage_outline
+    from runner.sharding import share
+
+    plan = plan_of(tmp_path, MIXED.format(target="http://127.0.0.1:9"), "workers=2")  # ignored by shards
+    sharded = outline(plan, shards=3)
+    base = replace(plan, workers=1, abort_on_fail=False)  # what runner.cluster splits into shards
+    for index, stage in enumerate(plan.stages):
+        shard_stages = [share(base, k, 3).stages[index] for k in range(3)]
+        assert sharded.stages[index].processes == _stage_outline(stage, shard_stages).processes, stage.name
+    assert [(p.requests, p.connections) for p in sharded.stages[0].processes] == [(3334, 3), (3334, 2), (3333, 2)]
+    text = describe(plan, shards=3)
+    assert "shards:   3 on the Dask cluster, one process each" in text and "workers:" not in text
+    assert "  per shard:   shard 1: 3,334 requests, 3 workers; shard 2: 3,334 requests, 2 workers;" in text
+    assert "(334 per shard: needs" in text
+
+
+def test_a_named_cluster_without_shards_says_the_count_comes_later(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RUNNER_CLUSTER", "tcp://127.0.0.1:8786")
+    scenario = write_scenario(tmp_path, MIXED.format(target="http://127.0.0.1:9"))
+    with side_effects() as events:
+        code, out, _ = dry_run(capsys, "plan", str(scenario))
+    assert code == 0 and events == []  # the scheduler is named, not contacted
+    assert "shards:   one per Dask worker of the cluster at tcp://127.0.0.1:8786, counted when the run" in out
+    code, out, err = dry_run(capsys, "run", "--dry-run", str(scenario), "--shards", "0")
+    assert code == 2 and "--shards must be at least 1" in err and out == ""
 
 
 def test_predictions_match_what_a_real_run_schedules(tmp_path, builtin_target):
