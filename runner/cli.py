@@ -66,9 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a scenario field, e.g. --set stages.0.requests=5000 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no live view on stderr and no console summary")
     run.add_argument("--metrics-port", type=int, metavar="PORT",
-                     help="serve the running test's metrics for Prometheus at http://127.0.0.1:PORT/metrics "
+                     help="serve the running test's metrics for Prometheus at http://HOST:PORT/metrics "
                           "until the reports are written (0: a free port, printed on stderr; "
                           "needs pip install 'runner-loadtest[metrics]')")
+    run.add_argument("--metrics-host", metavar="HOST", default=None,
+                     help="the address --metrics-port listens on (default 127.0.0.1; 0.0.0.0 or :: lets a "
+                          "Prometheus on another host scrape it)")
     run.add_argument("--cluster", metavar="ADDRESS",
                      help="run sharded over the Dask scheduler at ADDRESS, e.g. tcp://scheduler.example:8786 "
                           "(also RUNNER_CLUSTER or 'cluster:' in the scenario; "
@@ -216,10 +219,12 @@ def _snapshot_consumers(args: argparse.Namespace, plan, listeners: list) -> list
     from .progress import IntervalFeed
 
     consumers: list = []
+    if args.metrics_host is not None and args.metrics_port is None:
+        raise UsageError("--metrics-host needs --metrics-port")
     if args.metrics_port is not None:
-        from .metrics_endpoint import MetricsEndpoint
+        from .metrics_endpoint import LOOPBACK, MetricsEndpoint
 
-        consumers.append(MetricsEndpoint(plan, args.metrics_port))
+        consumers.append(MetricsEndpoint(plan, args.metrics_port, args.metrics_host or LOOPBACK))
     if not args.quiet:
         consumers.append(LiveView(plan))
     if listeners:

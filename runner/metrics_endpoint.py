@@ -47,6 +47,8 @@ from .metrics.histogram import BUCKET_COUNT, bucket_bounds
 from .plan import Plan
 from .snapshots import LiveRun, Snapshot, StepSnapshot
 
+LOOPBACK = "127.0.0.1"  # where the endpoint listens unless --metrics-host says otherwise
+
 #: Upper bounds (seconds) of the latency histogram's ``le`` buckets, +Inf added.
 #:
 #: A 1-2.5-5 series, each bound 2 to 2.5 times the one before, from 100 µs to
@@ -141,7 +143,7 @@ class MetricsEndpoint:
     last scrape can still read the final numbers.
     """
 
-    def __init__(self, plan: Plan, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, plan: Plan, port: int, host: str = LOOPBACK) -> None:
         self.plan = plan
         self.host = host
         self.port = port  # the bound port once started (useful with port 0)
@@ -156,9 +158,14 @@ class MetricsEndpoint:
         self._thread: threading.Thread | None = None
 
     @property
-    def url(self) -> str:
+    def address(self) -> str:
+        """``host:port`` as a URL writes it (an IPv6 address in brackets)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/metrics"
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}/metrics"
 
     def start(self) -> "MetricsEndpoint":
         """Listen in a daemon thread; a port that is taken (or not ours to use) is a usage error."""
@@ -175,7 +182,7 @@ class MetricsEndpoint:
                 why = "the port is already in use (choose another, or 0 for a free one)"
             else:
                 why = getattr(exc, "strerror", None) or str(exc)
-            raise UsageError(f"--metrics-port {self.port}: cannot listen on {self.host}:{self.port}: {why}") from None
+            raise UsageError(f"--metrics-port {self.port}: cannot listen on {self.address}: {why}") from None
         if started is None:  # before 0.20 the server could not be stopped (or its port read)
             raise UsageError("--metrics-port needs prometheus-client 0.20 or later: pip install 'runner-loadtest[metrics]'")
         self._server, self._thread = started

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 import threading
 import time
 from array import array
@@ -343,9 +344,20 @@ def test_plain_line_of_a_stage_not_started(tmp_path):
     assert plain_line(figures).startswith("stage first (closed 4): 0/1,000 requests 0%")
 
 
-def test_metrics_port_serves_during_the_run_and_is_announced(tmp_path, capsys, monkeypatch, builtin_target):
+@pytest.mark.parametrize("host, announced", [
+    (None, r"http://127\.0\.0\.1:\d+/metrics"),  # the default: loopback only
+    ("::1", r"http://\[::1\]:\d+/metrics"),  # --metrics-host (0.0.0.0 or :: would open it to other hosts)
+])
+def test_metrics_port_serves_during_the_run_and_is_announced(tmp_path, capsys, monkeypatch, builtin_target,
+                                                             host, announced):
     """--metrics-port is one more snapshot consumer: it says where it listens and serves the final numbers."""
     pytest.importorskip("prometheus_client")
+    if host == "::1":
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+        except OSError as exc:
+            pytest.skip(f"no IPv6 loopback on this machine: {exc}")
     import urllib.request
 
     from runner import metrics_endpoint
@@ -361,10 +373,17 @@ def test_metrics_port_serves_during_the_run_and_is_announced(tmp_path, capsys, m
     scenario = write_scenario(tmp_path, TWO_STAGES.format(target=builtin_target.url, workers=1))
     out = tmp_path / "result.json"
     monkeypatch.setattr(metrics_endpoint.MetricsEndpoint, "stop", stop_after_a_scrape)
-    assert main(["run", str(scenario), "--metrics-port", "0", "--out", f"json={out}"]) == 0
+    listen = ["--metrics-host", host] if host else []
+    assert main(["run", str(scenario), "--metrics-port", "0", *listen, "--out", f"json={out}"]) == 0
     err = capsys.readouterr().err
-    assert re.match(r"metrics on http://127\.0\.0\.1:\d+/metrics\n", err)
+    assert re.match(f"metrics on {announced}\n", err)
     assert out.exists() and scraped and 'runner_requests_total{' in scraped[0]
+
+
+def test_metrics_host_without_a_port_is_a_usage_error(tmp_path, capsys, builtin_target):
+    scenario = write_scenario(tmp_path, TWO_STAGES.format(target=builtin_target.url, workers=1))
+    assert main(["run", str(scenario), "--metrics-host", "::1"]) == 2
+    assert "--metrics-host needs --metrics-port" in capsys.readouterr().err
 
 
 def test_narrow_terminal_gets_lines_and_sources_not_heard_yet_wait(tmp_path):
