@@ -5,8 +5,9 @@ install as ``runner.reporters`` and ``runner.schemas``: ``schemas`` is also a
 PyPI project, and a generic top-level name would overwrite it or be shadowed
 by it. These tests build the real wheel from a copy of the repository, install
 it into a fresh virtual environment after PyPI's ``schemas``, and use it from
-a directory outside the repository, so nothing resolves through the checkout.
-The README's reporter-plugin example is installed there too, as a package.
+a directory outside the repository, so nothing resolves through the checkout
+(except in the one test that runs an uninstalled copy of the checkout there
+on purpose). README's reporter-plugin example is installed there too.
 They need the package index (as ``.ci/run`` does); they send load only to
 the built-in target on 127.0.0.1.
 """
