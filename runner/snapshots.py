@@ -8,9 +8,9 @@ objects, so they work the same for one process, ``workers: N`` processes and
 shards on other hosts; :class:`LiveRun` merges the latest snapshot of each
 source exactly (counts add, histograms add bucket by bucket).
 
-A snapshot carries, per request step, cumulative counts and a cumulative
-sparse latency histogram (so a lost snapshot loses nothing: the next one has
-it all), and for the stage the interval just ended (a time-series
+A snapshot carries, per request step, cumulative counts, body bytes, check
+tallies, error samples and a cumulative sparse latency histogram (so a lost
+snapshot loses nothing: the next one has it all), and for the stage the interval just ended (a time-series
 :class:`~runner.metrics.timeseries.Bucket`: the last second's rate and
 percentiles).
 """
@@ -68,12 +68,18 @@ class StepSnapshot:
     latency_sum_us: int = 0  # exact sum of the latencies (the buckets alone give it within 0.39 %)
     latency_min_us: int = -1  # exact extremes (-1: no value yet)
     latency_max_us: int = 0
+    # Cheap to carry and exact, so a shard lost before its final report still has them:
+    bytes: int = 0
+    checks: dict[str, tuple[int, int]] = field(default_factory=dict)  # check name -> (passes, fails)
+    error_samples: dict[str, list[str]] = field(default_factory=dict)  # at most a few per error class
 
     @classmethod
     def of(cls, stats: RequestStats) -> "StepSnapshot":
         latency = stats.latency
         return cls(stats.ok, stats.failed, stats.dropped, stats.skipped, dict(stats.errors),
-                   dict(stats.status_codes), sparse(latency), latency.sum_us, latency.min_us, latency.max_us)
+                   dict(stats.status_codes), sparse(latency), latency.sum_us, latency.min_us, latency.max_us,
+                   stats.bytes, {name: (passes, fails) for name, (passes, fails) in stats.checks.items()},
+                   {name: list(samples) for name, samples in stats.error_samples.items()})
 
     def stats(self) -> RequestStats:
         """Back to RequestStats (counts exact, latency within the histogram's bounds) for thresholds."""
@@ -81,6 +87,9 @@ class StepSnapshot:
         stats.ok, stats.failed, stats.dropped, stats.skipped = self.ok, self.failed, self.dropped, self.skipped
         stats.errors = dict(self.errors)
         stats.status_codes = dict(self.status_codes)
+        stats.bytes = self.bytes
+        stats.checks = {name: list(tally) for name, tally in self.checks.items()}
+        stats.error_samples = {name: list(samples) for name, samples in self.error_samples.items()}
         latency = dense(self.latency, stats.latency)
         latency.sum_us, latency.min_us, latency.max_us = self.latency_sum_us, self.latency_min_us, self.latency_max_us
         return stats

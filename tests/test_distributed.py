@@ -297,6 +297,7 @@ interval: 250ms
 flow:
   - name: page
     path: /page/{{seq}}
+    checks: {{status: 200}}
 stages:
   - name: long
     duration: 3s
@@ -331,6 +332,11 @@ def test_a_worker_killed_mid_run_loses_only_its_shard(cluster, builtin_target, t
     assert any("shard 1" in note and "lost" in note for note in result["notes"])
     assert result["stages"][0]["interrupted"], "the lost shard's stage did not end normally"
     assert result["generator"]["processes"] == 2
+    # the lost shard's last snapshot carried its body bytes and check tallies (every response has the same body)
+    body = builtin_target.config.body_size
+    assert result["totals"]["bytes"] == result["totals"]["ok"] * body
+    (check,) = result["checks"]
+    assert check["passes"] + check["fails"] == result["totals"]["requests"]
 
 
 def test_the_client_gives_up_on_a_dead_scheduler(tmp_path, monkeypatch):

@@ -24,8 +24,10 @@ flows:
     steps:
       - name: page
         path: /page/{{seq}}
+        checks: {{status: 200}}
       - name: missing
         path: /nothing?status=404
+        checks: {{status: 200}}
 stages:
   - name: first
     requests: 3000
@@ -63,6 +65,9 @@ def test_final_snapshots_add_up_to_the_result(tmp_path, workers):
             assert (round(merged.latency.min_us / 1000, 3), round(merged.latency.max_us / 1000, 3)) == (
                 ms["min"], ms["max"]), "min and max travel exactly"
             assert round(merged.latency.mean() / 1000, 3) == ms["mean"], "so does the sum behind the mean"
+            # bytes and check tallies travel too, so a shard lost before its final report keeps them
+            assert merged.bytes == by_name[name]["bytes"]
+            assert {check: list(tally) for check, tally in merged.checks.items()} == by_name[name]["checks"]
         assert sum(step.requests for step in steps) == stage["requests"]
         assert sum(s.interval.ok + s.interval.failed for s in received if s.stage == index) == stage["requests"], (
             "the intervals of the snapshots cover every completed request once")
