@@ -194,7 +194,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     __slots__ = (
         "channel", "transport", "parser", "main_parser", "alive", "waiter", "deadline", "received",
-        "head_chunks", "sent", "encoded", "_read_view", "completed", "tls", "lost", "outcome",
+        "head_chunks", "sent", "encoded", "_read_view", "completed", "tls", "lost", "outcome", "answered",
     )
 
     def __init__(self, channel: "FastTransport"):
@@ -212,7 +212,8 @@ class _Connection(asyncio.BufferedProtocol):
         self.completed = 0  # responses completed on this connection
         self.tls = None  # the TlsPlan it was made with (https), for the reuse check
         self.lost = None  # what ended the connection while no request was on it
-        self.outcome = None  # (waiter, status, received) of a response complete in the read being parsed
+        self.outcome = None  # (status, received) of a response complete in the read being parsed...
+        self.answered = None  # ...and its waiter: both handed over by _feed once the read is parsed
 
     def start(self, waiter: asyncio.Future, data: bytes, encoded: "Encoded", deadline: float,
               retryable: bool) -> None:
@@ -294,19 +295,19 @@ class _Connection(asyncio.BufferedProtocol):
                 self.fail("protocol_error", str(exc))
         outcome = self.outcome
         if outcome is not None:
-            self.outcome = None
+            waiter = self.answered
+            self.outcome = self.answered = None
             try:
-                outcome[0].set_result(outcome[1:])
+                waiter.set_result(outcome)
             except _InvalidState:
                 pass  # the request was cancelled; the connection is still good
 
     def _trailing_failure(self) -> bool:
         """A parse failure after a complete response: put that response back in flight to fail it."""
-        outcome = self.outcome
-        if outcome is None:
+        if self.outcome is None:
             return False
-        self.outcome = None
-        self.waiter = outcome[0]
+        self.waiter = self.answered
+        self.outcome = self.answered = None
         return True
 
     def eof_received(self) -> None:
@@ -351,7 +352,7 @@ class _Connection(asyncio.BufferedProtocol):
     def on_message_begin(self) -> None:
         if self.outcome is not None:
             # Another response starts right after the one just completed, which no request asked
-            # for: the completed one stands, the connection is not used again (as aiohttp does).
+            # for: the completed one stands (as on the aiohttp engine), the connection is not used again.
             self.alive = False
             self.transport.close()
 
@@ -371,7 +372,8 @@ class _Connection(asyncio.BufferedProtocol):
         if status == 101 or not parser.should_keep_alive():
             self.alive = False
             self.transport.close()
-        self.outcome = (waiter, status, self.received)  # handed over by _feed once the read is parsed
+        self.answered = waiter
+        self.outcome = (status, self.received)  # handed over by _feed once the read is parsed
 
     # -- helpers -----------------------------------------------------------
 
