@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from . import __version__
-from .errors import RunnerError, UsageError
+from .errors import RunnerError, UsageError, install_hint
 
 EXIT_OK = 0
 EXIT_THRESHOLDS_FAILED = 1
@@ -68,14 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, metavar="PORT",
                      help="serve the running test's metrics for Prometheus at http://HOST:PORT/metrics "
                           "until the reports are written (0: a free port, printed on stderr; "
-                          "needs pip install 'runner-loadtest[metrics]')")
+                          f"needs {install_hint('metrics')})")
     run.add_argument("--metrics-host", metavar="HOST", default=None,
                      help="the address --metrics-port listens on (default 127.0.0.1; 0.0.0.0 or :: lets a "
                           "Prometheus on another host scrape it)")
     run.add_argument("--cluster", metavar="ADDRESS",
                      help="run sharded over the Dask scheduler at ADDRESS, e.g. tcp://scheduler.example:8786 "
                           "(also RUNNER_CLUSTER or 'cluster:' in the scenario; "
-                          "needs pip install 'runner-loadtest[cluster]')")
+                          f"needs {install_hint('cluster')})")
     run.add_argument("--shards", type=int, metavar="N",
                      help="with a cluster: how many shards (default: one per Dask worker)")
     run.add_argument("--dry-run", action="store_true",

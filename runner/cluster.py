@@ -62,7 +62,7 @@ from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 from . import __version__
-from .errors import RunnerError, UsageError
+from .errors import RunnerError, UsageError, install_hint
 from .executor import Progress, ProgressCallback, RunControl, StageOutcome
 from .launch import _EMPTY_HEALTH, ProcessReport, WorkerError, WorkerFailed, failed_threshold, run_here
 from .limits import ensure_open_files
@@ -342,7 +342,7 @@ def _import_distributed():
         import distributed
     except ImportError:
         raise ClusterError("a distributed run needs Dask distributed on this machine and on the workers: "
-                           "pip install 'runner-loadtest[cluster]'") from None
+                           + install_hint("cluster")) from None
     return distributed
 
 
@@ -490,7 +490,7 @@ class _Run:
                 answer = answers.get(worker)
                 if not isinstance(answer, dict):
                     raise ClusterError(f"Dask worker {worker} cannot run runner ({answer!r}): install the same "
-                                       f"runner there (pip install 'runner-loadtest[cluster]')")
+                                       f"runner there ({install_hint('cluster')})")
                 if answer["runner"] != __version__:
                     raise ClusterError(f"Dask worker {worker} has runner {answer['runner']}, this machine "
                                        f"{__version__}: install the same version everywhere")

@@ -10,6 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runner import DISTRIBUTION
+
+
+def install_hint(extra: str) -> str:
+    """How a message tells to install an optional extra: pip install, the distribution's name, the extra."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:

@@ -42,7 +42,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .errors import UsageError
+from .errors import UsageError, install_hint
 from .metrics.histogram import BUCKET_COUNT, bucket_bounds
 from .plan import Plan
 from .snapshots import LiveRun, Snapshot, StepSnapshot
@@ -172,7 +172,7 @@ class MetricsEndpoint:
         try:
             from prometheus_client import CollectorRegistry, start_http_server
         except ImportError:
-            raise UsageError("--metrics-port needs prometheus-client: pip install 'runner-loadtest[metrics]'") from None
+            raise UsageError(f"--metrics-port needs prometheus-client: {install_hint('metrics')}") from None
         registry = CollectorRegistry(auto_describe=False)  # not the global one: only this run's metrics
         registry.register(_RunCollector(self))
         try:
@@ -184,7 +184,7 @@ class MetricsEndpoint:
                 why = getattr(exc, "strerror", None) or str(exc)
             raise UsageError(f"--metrics-port {self.port}: cannot listen on {self.address}: {why}") from None
         if started is None:  # before 0.20 the server could not be stopped (or its port read)
-            raise UsageError("--metrics-port needs prometheus-client 0.20 or later: pip install 'runner-loadtest[metrics]'")
+            raise UsageError(f"--metrics-port needs prometheus-client 0.20 or later: {install_hint('metrics')}")
         self._server, self._thread = started
         self.port = self._server.server_address[1]
         return self

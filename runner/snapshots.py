@@ -10,7 +10,8 @@ source exactly (counts add, histograms add bucket by bucket).
 
 A snapshot carries, per request step, cumulative counts, body bytes, check
 tallies, error samples and a cumulative sparse latency histogram (so a lost
-snapshot loses nothing: the next one has it all), and for the stage the interval just ended (a time-series
+snapshot loses nothing: the next one has it all), and for the stage the
+interval just ended (a time-series
 :class:`~runner.metrics.timeseries.Bucket`: the last second's rate and
 percentiles).
 """

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .base import SCHEMA_ID_BASE
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -275,7 +277,7 @@ class RunResultModel(_Strict):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"title": "runner result", "$id": "https://runner-loadtest.invalid/runner/schemas/result.schema.json"},
+        json_schema_extra={"title": "runner result", "$id": SCHEMA_ID_BASE + "result.schema.json"},
     )
 
     format_version: int

@@ -19,6 +19,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from runner.target.faults import FAULT_KINDS
 from runner.target.responses import MAX_BODY_SIZE
 
+from .base import SCHEMA_ID_BASE
 from .checks import Checks
 from .data import DataSpec
 from .thresholds import AbortOnFail, ThresholdSpec
@@ -490,7 +491,7 @@ class Scenario(_Model):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
-        json_schema_extra={"title": "runner scenario", "$id": "https://runner-loadtest.invalid/runner/schemas/scenario.schema.json"},
+        json_schema_extra={"title": "runner scenario", "$id": SCHEMA_ID_BASE + "scenario.schema.json"},
     )
 
     version: Literal[1] = Field(description="Format version; must be 1.")

@@ -92,18 +92,21 @@ def outside(tmp_path) -> Path:
 
 
 def test_install_hints_name_this_distribution_and_its_extras():
-    """Messages that say ``pip install 'NAME[extra]'`` must name runner-loadtest (``runner`` is another project)."""
+    """Messages that tell how to install an extra name runner-loadtest (``runner`` on PyPI is another project)."""
     import tomllib
 
+    import runner
+    from runner.errors import install_hint
+
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert project["name"] == DISTRIBUTION
-    hints = [(path.relative_to(REPO).as_posix(), match.groups())
-             for directory in PACKAGE_DIRS.values() for path in directory.rglob("*.py")
-             for match in re.finditer(r"pip install '([\w.-]+)\[(\w+)\]'", path.read_text())]
-    assert hints, "the optional extras are named in messages (runner/cli.py, runner/cluster.py, ...)"
-    wrong = [(path, name, extra) for path, (name, extra) in hints
-             if name != DISTRIBUTION or extra not in project["optional-dependencies"]]
-    assert wrong == []
+    assert runner.DISTRIBUTION == project["name"] == DISTRIBUTION
+    assert install_hint("metrics") == "pip install 'runner-loadtest[metrics]'"
+    sources = {path.relative_to(REPO).as_posix(): path.read_text()
+               for directory in PACKAGE_DIRS.values() for path in directory.rglob("*.py")}
+    extras = {extra for text in sources.values() for extra in re.findall(r"install_hint\(['\"](\w+)['\"]\)", text)}
+    assert extras and extras <= set(project["optional-dependencies"]), extras
+    written_out = [path for path, text in sources.items() if re.search(r"pip install '[\w.-]+\[", text)]
+    assert written_out == [], "a hint spelled out by hand instead of install_hint()"
 
 
 def _in_venv(venv: Path, code: str, cwd: Path) -> str:
@@ -159,8 +162,9 @@ for file in importlib.metadata.distribution("schemas").files:
         changed.append(str(file))
 import runner.schemas
 runner_files = [str(f) for f in importlib.metadata.distribution("runner-loadtest").files]
-print(json.dumps({"changed": changed, "schemas": importlib.util.find_spec("schemas").origin, "ours": runner.schemas.__file__,
-                  "reporters": importlib.util.find_spec("reporters") is not None, "runner_files": runner_files}))
+print(json.dumps({"changed": changed, "schemas": importlib.util.find_spec("schemas").origin,
+                  "ours": runner.schemas.__file__, "reporters": importlib.util.find_spec("reporters") is not None,
+                  "runner_files": runner_files}))
 """, outside))
     assert report["changed"] == []
     site = Path(report["schemas"]).parent.parent
